@@ -290,7 +290,8 @@ class _WaitressServer:
             threads=settings.threads,
             connection_limit=max(100, settings.max_sessions * 4),
             channel_timeout=120,
-            max_request_body_size=settings.max_request_bytes,
+            # Flask enforces max_request_bytes with a JSON 413; waitress is only the backstop for floods.
+            max_request_body_size=max(1 << 20, 4 * settings.max_request_bytes),
         )
         self.port = int(self._server.effective_port)
 
