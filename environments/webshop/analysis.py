@@ -20,17 +20,16 @@ standard library cannot address Unicode Word_Break / Emoji properties.
 from __future__ import annotations
 
 import functools
-import logging
+import re
 
 import regex
-
-log = logging.getLogger(__name__)
 
 __all__ = [
     "MAX_TOKEN_LENGTH",
     "STOP_WORDS",
     "EnglishAnalyzer",
     "analyze",
+    "analyze_token",
     "java_lower",
     "porter_stem",
     "strip_possessive",
@@ -87,9 +86,10 @@ def _build_token_pattern() -> regex.Pattern[str]:
     """Compile one pattern whose leftmost-greedy matches are Lucene's longest-match tokens.
 
     Each alternative is a token rule of the StandardTokenizer grammar; characters matched by none are
-    skipped, exactly like the grammar's catch-all rule. The grammar targets Unicode 9, where skin-tone
-    modifiers are not ``Extend``; they are excluded from the absorbed marks so that ``a🏻`` still
-    splits as it did there.
+    skipped, exactly like the grammar's catch-all rule. Word-break classes come from the ``regex``
+    module's (newer) Unicode tables; they differ from Unicode 9 only on rare characters, except for
+    skin-tone modifiers, which became ``Extend`` in Unicode 11: they are excluded from the absorbed
+    marks so that ``a🏻`` still splits as in Lucene 8.
     """
     modifier = _char_class(_EMOJI_MODIFIER)
     # WB4: a character absorbs following Extend / Format / ZWJ marks.
@@ -106,9 +106,12 @@ def _build_token_pattern() -> regex.Pattern[str]:
 
     # WB5-WB13b: letters and digits join directly, through ExtendNumLet ('_'), and through a single
     # MidLetter (letters) or MidNum (digits) character that has the same class on both sides.
-    letters = f"{ahletter}(?:(?:{ext_num_let})*{ahletter}|{mid_letter}{ahletter})*"
-    digits = f"{numeric}(?:(?:{ext_num_let})*{numeric}|{mid_num}{numeric})*"
+    # WB7a-c: a Hebrew letter also takes a following ' or "+Hebrew letter; the letters rule leaves
+    # such a letter to that rule, which makes the leftmost-greedy match the longest one.
     hebrew_quoted = f"{hebrew}(?:{single_quote}|{double_quote}{hebrew})"
+    plain_letter = f"(?!{hebrew_quoted}){ahletter}"
+    letters = f"{plain_letter}(?:(?:{ext_num_let})*{plain_letter}|{mid_letter}{plain_letter})*"
+    digits = f"{numeric}(?:(?:{ext_num_let})*{numeric}|{mid_num}{numeric})*"
     core = f"(?:{katakana}(?:(?:{ext_num_let})*{katakana})*|(?:{hebrew_quoted}|{digits}|{letters})+)"
     word = f"(?:{ext_num_let})*{core}(?:(?:{ext_num_let})+{core})*(?:{ext_num_let})*"
 
@@ -143,6 +146,18 @@ def _build_token_pattern() -> regex.Pattern[str]:
 
 _TOKEN = _build_token_pattern()
 
+# The same grammar restricted to ASCII, for the standard-library engine (several times faster than
+# the property-aware pattern). In ASCII, ALetter = [A-Za-z], Numeric = [0-9], MidLetter = ':',
+# MidNum = ',;', MidNumLet = '.', Single_Quote = "'", ExtendNumLet = '_'; nothing else joins.
+_ASCII_LETTERS = r"[A-Za-z](?:_*[A-Za-z]|[:.'][A-Za-z])*"
+_ASCII_DIGITS = r"[0-9](?:_*[0-9]|[,;.'][0-9])*"
+_ASCII_CORE = f"(?:{_ASCII_DIGITS}|{_ASCII_LETTERS})+"
+_ASCII_TOKEN = re.compile(f"_*{_ASCII_CORE}(?:_+{_ASCII_CORE})*_*")
+# A run between ASCII whitespace that holds a non-ASCII character. No token crosses ASCII
+# whitespace, so the text between such runs can go through the ASCII pattern. (The lookbehind makes
+# the search start only at run starts, keeping it linear.)
+_NON_ASCII_RUN = re.compile(r"(?<![^ \t\n\r\f\v])[^ \t\n\r\f\v]*[^\x00-\x7f][^ \t\n\r\f\v]*")
+
 
 def _utf16_len(text: str) -> int:
     """Length in Java chars: the scanner buffer counts UTF-16 code units."""
@@ -168,8 +183,18 @@ def _split_long(text: str, start: int, end: int) -> list[str]:
 
 def tokenize(text: str) -> list[str]:
     """Split ``text`` into StandardTokenizer tokens (original case kept)."""
-    tokens: list[str] = _TOKEN.findall(text)
-    if any(len(tok) > MAX_TOKEN_LENGTH // 2 for tok in tokens) and any(
+    if text.isascii():
+        tokens: list[str] = _ASCII_TOKEN.findall(text)
+    else:
+        tokens = []
+        pos = 0
+        for run in _NON_ASCII_RUN.finditer(text):
+            tokens += _ASCII_TOKEN.findall(text, pos, run.start())
+            tokens += _TOKEN.findall(run.group())
+            pos = run.end()
+        tokens += _ASCII_TOKEN.findall(text, pos)
+    # A token over the limit is rare; checking the char length first keeps the common case cheap.
+    if max(map(len, tokens), default=0) > MAX_TOKEN_LENGTH // 2 and any(
         _utf16_len(tok) > MAX_TOKEN_LENGTH for tok in tokens
     ):
         tokens = []
@@ -408,15 +433,12 @@ def porter_stem(word: str) -> str:
 # --------------------------------------------------------------------------------------------------
 # The analyzer chain
 # --------------------------------------------------------------------------------------------------
-def _analyze_token(token: str) -> str | None:
+def analyze_token(token: str) -> str | None:
     """Possessive -> lowercase -> stop -> stem for one token; None when the stop filter drops it."""
     term = java_lower(strip_possessive(token))
     if term in STOP_WORDS:
         return None
     return porter_stem(term)
-
-
-_UNSEEN = "\x00unseen"
 
 
 class EnglishAnalyzer:
@@ -438,9 +460,10 @@ class EnglishAnalyzer:
         terms: list[str] = []
         append = terms.append
         for token in tokenize(text):
-            term = memo.get(token, _UNSEEN)
-            if term is _UNSEEN:
-                term = memo[token] = _analyze_token(token)
+            try:
+                term = memo[token]
+            except KeyError:
+                term = memo[token] = analyze_token(token)
             if term is not None:
                 append(term)
         return terms
@@ -450,10 +473,6 @@ _DEFAULT_ANALYZER = EnglishAnalyzer(memo_size=100_000)
 
 
 @functools.lru_cache(maxsize=4096)
-def _analyze_cached(text: str) -> tuple[str, ...]:
-    return tuple(_DEFAULT_ANALYZER.analyze(text))
-
-
 def analyze(text: str) -> tuple[str, ...]:
-    """Analyse a short text such as a search query; results are LRU-cached."""
-    return _analyze_cached(text)
+    """Analyse a short text such as a search query; results are LRU-cached (agents repeat queries)."""
+    return tuple(_DEFAULT_ANALYZER.analyze(text))

@@ -1,0 +1,210 @@
+"""Experiment configuration for ``harness eval``: typed, validated, loadable from YAML or TOML.
+
+Every field is documented here, because this is what users edit. Validation errors name the bad
+field by its dotted path (``envs.1.train_tasks``), unknown keys are errors (a typo must not silently
+fall back to a default), and ``--set a.b=value`` overrides go through the same validation.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+BUILTIN_STRATEGIES = (
+    "sft-only", "rl-only", "sft-then-rl", "random", "prism-gini", "prism-cv", "prism-kurtosis",
+    "prism-reverse", "grad-norm", "loss", "difficulty",
+)
+UNTRAINED = "untrained"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names every bad field."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    """The policy being trained."""
+
+    source: str = Field("tiny", description="'tiny' (a small Llama built from a config, tokenizer trained on the "
+                        "expert trajectories), 'smollm2' (SmolLM2-135M-Instruct, see `harness models prepare`), "
+                        "a local model directory, or a hub id where the network allows.")
+    backend: str = Field("transformers", description="Generation backend (see `harness models list`).")
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    lora: bool = Field(False, description="Train LoRA adapters instead of all weights.")
+    lora_rank: int = Field(16, ge=1)
+    tiny_hidden_size: int = Field(128, ge=16, description="Width of the 'tiny' model.")
+    tiny_layers: int = Field(2, ge=1, description="Depth of the 'tiny' model.")
+    tiny_vocab_size: int = Field(2048, ge=300, description="Tokenizer size of the 'tiny' model.")
+    max_new_tokens: int = Field(48, ge=1, description="Generation budget per action.")
+    server_url: str | None = Field(None, description="OpenAI-compatible server for the 'openai'/'vllm' backends.")
+
+
+class EnvRunConfig(_Section):
+    """One environment of the comparison: where the training tasks and held-out tasks come from."""
+
+    name: str = Field(description="Environment name (see `harness env list`).")
+    train_split: str = Field(description="Split the expert trajectories and RL tasks are drawn from.")
+    train_tasks: int = Field(ge=2, description="How many training tasks (expert trajectories) to use.")
+    eval_splits: list[str] = Field(min_length=1, description="Held-out splits to evaluate on.")
+    eval_episodes: int | None = Field(None, ge=1, description="Episodes per evaluation split (its first N tasks, "
+                                      "in a fixed order); omitted: the whole split.")
+    max_steps: int | None = Field(None, ge=1, description="Step cap; default: the environment's.")
+    server_url: str | None = Field(None, description="Use a running environment server instead of in-process.")
+    options: dict[str, Any] = Field(default_factory=dict, description="Engine options (observation mode, ...).")
+
+
+class ProbeConfig(_Section):
+    normalize_by_size: bool = Field(False, description="Divide each gradient norm by sqrt(matrix size).")
+    batch_size: int = Field(8, ge=1)
+    max_seq_len: int = Field(1024, ge=16)
+
+
+class SFTConfig(_Section):
+    epochs: float = Field(3.0, gt=0)
+    learning_rate: float = Field(1e-3, gt=0)
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    max_seq_len: int = Field(1024, ge=16)
+
+
+class RLConfig(_Section):
+    iterations: int = Field(4, ge=0, description="GRPO iterations (rollout + update).")
+    tasks_per_iteration: int = Field(4, ge=1)
+    group_size: int = Field(4, ge=2, description="Rollouts per task for group-normalised advantages.")
+    learning_rate: float = Field(5e-4, gt=0)
+    clip: float = Field(0.2, gt=0)
+    kl_coef: float = Field(0.0, ge=0)
+    temperature: float = Field(1.0, gt=0)
+    difficulty_rollouts: int = Field(2, ge=1, description="Rollouts per task for the 'difficulty' router.")
+
+
+class EvalConfig(_Section):
+    """A whole comparison: environments × strategies × seeds."""
+
+    name: str = "default"
+    output_dir: str = Field("runs", description="Parent directory of run directories.")
+    envs: list[EnvRunConfig] = Field(min_length=1)
+    strategies: list[str] = Field(min_length=1, description="Routing strategies (see `harness routers list`).")
+    include_untrained: bool = Field(True, description=f"Also evaluate the untrained policy (strategy '{UNTRAINED}').")
+    seeds: list[int] = Field(min_length=1)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    probe: ProbeConfig = Field(default_factory=ProbeConfig)
+    sft: SFTConfig = Field(default_factory=SFTConfig)
+    rl: RLConfig = Field(default_factory=RLConfig)
+    torch_threads: int = Field(2, ge=1, description="torch intra-op threads.")
+    temperature_eval: float = Field(0.0, ge=0, description="0 = greedy evaluation.")
+
+    @field_validator("strategies", "seeds")
+    @classmethod
+    def _unique(cls, values: list) -> list:
+        duplicates = sorted({str(v) for v in values if values.count(v) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate entries: {', '.join(duplicates)}")
+        return values
+
+    @model_validator(mode="after")
+    def _unique_envs(self) -> EvalConfig:
+        names = [env.name for env in self.envs]
+        if len(set(names)) != len(names):
+            raise ValueError(f"each environment may appear once, got {names}")
+        return self
+
+
+def _format_errors(error: ValidationError, origin: str) -> str:
+    lines = [f"invalid configuration ({origin}):"]
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        lines.append(f"  {where}: {item['msg']}" + (f" (got {item['input']!r})" if "input" in item and
+                                                         not isinstance(item["input"], dict) else ""))
+    return "\n".join(lines)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Raw mapping from a .yaml/.yml/.toml/.json file, with a clear error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    readers = {".yaml": yaml.safe_load, ".yml": yaml.safe_load, ".toml": tomllib.loads, ".json": json.loads}
+    reader = readers.get(path.suffix.lower())
+    if reader is None:
+        raise ConfigError(f"config file {path}: unsupported extension {path.suffix!r}; use one of {sorted(readers)}")
+    try:
+        raw = reader(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid {path.suffix[1:].upper()}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return raw
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``dotted.path=value`` overrides; values parse as YAML (numbers, lists, booleans)."""
+    result = json.loads(json.dumps(raw))
+    for override in overrides:
+        path, sep, text = override.partition("=")
+        if not sep or not path:
+            raise ConfigError(f"override {override!r} is not of the form key.path=value")
+        value = yaml.safe_load(text) if text else ""
+        node: Any = result
+        parts = path.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            node = _child(node, part, ".".join(parts[: depth + 1]))
+        last = parts[-1]
+        if isinstance(node, list):
+            node[_index(node, last, path)] = value
+        elif isinstance(node, dict):
+            node[last] = value
+        else:
+            raise ConfigError(f"override {path}: {'.'.join(parts[:-1])} is not a section")
+    return result
+
+
+def _index(node: list, part: str, where: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"override {where}: no list entry {part!r} (the list has {len(node)})")
+    return int(part)
+
+
+def _child(node: Any, part: str, where: str) -> Any:
+    if isinstance(node, list):
+        return node[_index(node, part, where)]
+    if isinstance(node, dict):
+        return node.setdefault(part, {})
+    raise ConfigError(f"override {where}: not a section")
+
+
+def validate_config(raw: dict[str, Any], origin: str = "config") -> EvalConfig:
+    try:
+        return EvalConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, origin)) from None
+
+
+PRESETS = ("default", "paper")
+
+
+def preset_raw(name: str) -> dict[str, Any]:
+    """The raw mapping of a built-in preset (``harness/presets/NAME.yaml``)."""
+    from importlib import resources
+
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; built-in presets: {', '.join(PRESETS)}")
+    return yaml.safe_load(resources.files("harness.presets").joinpath(f"{name}.yaml").read_text(encoding="utf-8"))
+
+
+def load_eval_config(path: str | Path | None = None, preset: str | None = None,
+                     overrides: list[str] | None = None) -> EvalConfig:
+    """A config from a file or a preset (the embedded default when neither is given), plus overrides."""
+    if path is not None and preset is not None:
+        raise ConfigError("give either a config file or a preset, not both")
+    raw = read_config_file(path) if path is not None else preset_raw(preset or "default")
+    origin = str(path) if path is not None else f"preset {preset or 'default'}"
+    return validate_config(apply_overrides(raw, overrides or []), origin)
