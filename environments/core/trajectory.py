@@ -2,7 +2,7 @@
 
 One line per episode::
 
-    {"version": 1, "id": "webshop/expert/goal-00012", "env": "webshop", "task_id": "goal-00012",
+    {"version": 1, "id": "webshop/expert/goal-00012", "env": "webshop", "task_id": "goal-12",
      "split": "train", "task": "i need ...", "source": "expert", "seed": 0,
      "steps": [{"observation": "...", "action": "search[...]", "reward": 0.0, "terminated": false,
                 "info": {...}}, ...],
