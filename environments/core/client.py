@@ -12,7 +12,13 @@ from typing import Any
 
 import requests
 
-from environments.core.engine import InvalidOptionsError, JSONDict, SessionStateError, StepOutcome
+from environments.core.engine import (
+    EngineUnavailableError,
+    InvalidOptionsError,
+    JSONDict,
+    SessionStateError,
+    StepOutcome,
+)
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +35,7 @@ class EnvServerError(RuntimeError):
 _ERROR_TYPES: dict[str, type[Exception]] = {
     "invalid_options": InvalidOptionsError,
     "bad_state": SessionStateError,
+    "engine_unavailable": EngineUnavailableError,
 }
 
 

@@ -22,6 +22,14 @@ class SessionStateError(RuntimeError):
     """A call that the session's state does not allow (step before reset); servers answer 409."""
 
 
+class EngineUnavailableError(SessionStateError):
+    """The engine cannot serve the call now (a worker process hung or died); servers answer 503.
+
+    A subclass of :class:`SessionStateError` because the session's game is gone: callers that
+    already handle bad state keep working, and a new ``reset`` may succeed.
+    """
+
+
 @dataclass
 class StepOutcome:
     """What one action did. ``terminated`` means the game itself ended (bought, won)."""

@@ -16,6 +16,8 @@ from gymnasium import spaces
 from environments.core.engine import JSONDict, SessionStateError, TextSession
 
 MAX_TEXT_CHARS = 1 << 20
+ACTION_CHARSET = frozenset(set(string.printable) - set("\r\x0b\x0c"))
+"""Printable ASCII without the control characters the servers reject in actions (tab and newline stay)."""
 
 
 def text_space(extra_characters: Iterable[str] = (), max_length: int = MAX_TEXT_CHARS) -> spaces.Text:
@@ -49,7 +51,7 @@ class TextGymEnv(gym.Env[str, str]):
         self.session = session
         self.max_steps = max_steps
         self.observation_space = observation_space
-        self.action_space = action_space or text_space(max_length=1000)
+        self.action_space = action_space or spaces.Text(max_length=1000, min_length=0, charset=ACTION_CHARSET)
         self.render_mode = render_mode
         self._steps = 0
         self._done = True

@@ -16,7 +16,13 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from environments.core.engine import InvalidOptionsError, SessionFactory, SessionStateError, TextSession
+from environments.core.engine import (
+    EngineUnavailableError,
+    InvalidOptionsError,
+    SessionFactory,
+    SessionStateError,
+    TextSession,
+)
 from environments.core.sessions import SessionLimitError, SessionManager, UnknownSessionError
 
 log = logging.getLogger(__name__)
@@ -187,6 +193,10 @@ def _register_error_handlers(app: Flask) -> None:
     @app.errorhandler(SessionStateError)
     def bad_state(exc: SessionStateError):
         return _error(409, "bad_state", str(exc))
+
+    @app.errorhandler(EngineUnavailableError)
+    def unavailable(exc: EngineUnavailableError):
+        return _error(503, "engine_unavailable", str(exc))
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

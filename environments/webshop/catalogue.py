@@ -138,9 +138,12 @@ class Goal:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Catalogue:
-    """Products in catalogue order, both goal lists in their canonical (shuffled) order."""
+    """Products in catalogue order, both goal lists in their canonical (shuffled) order.
+
+    Compared and hashed by identity: there is one per process and data directory.
+    """
 
     products: tuple[Product, ...]
     by_asin: Mapping[str, Product] = field(repr=False)

@@ -1,0 +1,53 @@
+"""The WebShop plugin: how the harness builds, serves, plays and scripts it.
+
+Importing this module stays cheap (the CLI lists every plugin); the engine, the web pages and the
+expert are imported when first used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from flask import Blueprint
+
+from environments.core.engine import SessionFactory
+from environments.core.registry import EnvSpec
+
+
+def make_factory(**options: Any) -> SessionFactory:
+    from environments.webshop.engine import WebShopFactory
+
+    return WebShopFactory(**options)
+
+
+def make_expert(**options: Any) -> Any:
+    from environments.webshop.expert import WebShopExpert
+
+    return WebShopExpert(**options)
+
+
+def blueprints(factory: SessionFactory) -> Iterable[Blueprint]:
+    from environments.webshop.web import shop_blueprint
+
+    return [shop_blueprint()]
+
+
+SPEC = EnvSpec(
+    name="webshop",
+    gym_id="harness/WebShop-v0",
+    description="WebShop (Yao et al., 2022): shop a 1,000-product catalogue by search and clicks; "
+    "the purchase is scored in [0, 1]. Human shop at / when served.",
+    make_factory=make_factory,
+    default_max_steps=15,
+    make_expert=make_expert,
+    blueprints=blueprints,
+    factory_options={
+        "observation_mode": "text (default), text_rich, html or url",
+        "human_goals": "false (default: 6,910 synthetic goals) or true (13 human instructions)",
+        "show_attributes": "false (default) or true: the Attributes button on item pages",
+        "base_url": "host shown in url observations (default http://127.0.0.1:3000)",
+        "noun_tagger": "noun tagger for the reward's type factor (default: the reward module's)",
+        "data_dir": "benchmark data directory (default: $HARNESS_DATA_DIR or ../shared/data)",
+    },
+)
