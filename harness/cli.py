@@ -10,7 +10,7 @@ import logging
 
 import typer
 
-from harness.commands import env
+from harness.commands import env, leaderboard, models, rollout
 
 app = typer.Typer(
     name="harness",
@@ -20,6 +20,9 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(env.app, name="env")
+app.command("leaderboard")(leaderboard.leaderboard)
+app.add_typer(models.app, name="models")
+app.command("rollout")(rollout.rollout)
 
 
 @app.callback()

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import platform
+import secrets
 import shutil
 import sys
 import time
@@ -72,7 +73,7 @@ def open_run(config: EvalConfig, run_dir: str | Path | None, preset: str = "", f
         shutil.rmtree(root)
     root.mkdir(parents=True, exist_ok=True)
     manifest = RunManifest(
-        run_id=f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}-{fingerprint[:6]}",
+        run_id=f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}-{fingerprint[:6]}-{secrets.token_hex(3)}",
         created_at=time.time(),
         config={"fingerprint": fingerprint, **config.model_dump(mode="json")},
         environment=environment_info(),

@@ -1,0 +1,236 @@
+"""Rows of the leaderboard: one per (run, environment, strategy), aggregated over seeds.
+
+Compute follows the accounting of the PRISM comparison: a strategy's cost on one seed is its cell's
+own ledger plus the entries of the shared ledger (same environment and seed) whose phase the strategy
+lists in ``RoutingSummary.shared_phases`` – so a PRISM row pays for the probe, a random split does
+not. Rows report compute as the mean per seed, and its ratio to rl-only of the same run.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from harness.records import PHASES, LedgerEntry, RoutingSummary, RunManifest
+from leaderboard.load import CellData, LoadedRun, NotCounted
+from leaderboard.metrics import EnvMetrics, Metric, breakdown_metrics, env_metrics
+from leaderboard.stats import Estimate, estimate
+
+log = logging.getLogger(__name__)
+
+RL_REFERENCE = "rl-only"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """Where rows came from: shown beside every row in compare mode."""
+
+    index: int
+    run_id: str
+    label: str
+    model: str
+    machine: str
+    root: Path
+    manifest: RunManifest
+
+
+@dataclass(frozen=True)
+class Compute:
+    """Compute of one piece of work, or the mean per seed of a strategy."""
+
+    flops: float = 0.0
+    device_s: float = 0.0
+    wall_s: float = 0.0
+    tokens: float = 0.0
+    env_steps: float = 0.0
+    flops_by_phase: dict[str, float] = field(default_factory=dict)
+    devices: tuple[str, ...] = ()
+
+    @property
+    def device_hours(self) -> float:
+        return self.device_s / 3600
+
+    @property
+    def wall_hours(self) -> float:
+        return self.wall_s / 3600
+
+    @classmethod
+    def of(cls, entries: Iterable[LedgerEntry]) -> Compute:
+        entries = list(entries)
+        by_phase: dict[str, float] = defaultdict(float)
+        for entry in entries:
+            by_phase[entry.phase] += entry.flops
+        return cls(
+            flops=sum(e.flops for e in entries), device_s=sum(e.device_s for e in entries),
+            wall_s=sum(e.wall_s for e in entries), tokens=sum(e.tokens for e in entries),
+            env_steps=sum(e.env_steps for e in entries),
+            flops_by_phase={p: by_phase[p] for p in PHASES if p in by_phase},
+            devices=tuple(sorted({e.device for e in entries})),
+        )
+
+    @classmethod
+    def mean(cls, items: Sequence[Compute]) -> Compute:
+        phases = [p for p in PHASES if any(p in c.flops_by_phase for c in items)]
+        return cls(
+            flops=statistics.fmean(c.flops for c in items), device_s=statistics.fmean(c.device_s for c in items),
+            wall_s=statistics.fmean(c.wall_s for c in items), tokens=statistics.fmean(c.tokens for c in items),
+            env_steps=statistics.fmean(c.env_steps for c in items),
+            flops_by_phase={p: statistics.fmean(c.flops_by_phase.get(p, 0.0) for c in items) for p in phases},
+            devices=tuple(sorted({d for c in items for d in c.devices})),
+        )
+
+
+@dataclass(frozen=True)
+class Row:
+    """One strategy of one run on one environment, over its finished seeds."""
+
+    run: RunInfo
+    env: str
+    strategy: str
+    seeds: tuple[int, ...]
+    episodes: tuple[int, ...]
+    split_episodes: dict[str, tuple[int, ...]]
+    values: dict[str, Estimate | None]
+    compute: Compute
+    seed_compute: tuple[Compute, ...]
+    compute_ratio: float | None
+    routing: tuple[RoutingSummary | None, ...]
+
+
+@dataclass(frozen=True)
+class EnvBoard:
+    """Everything measured on one environment: its columns and its rows, best primary metric first."""
+
+    env: str
+    scoring: EnvMetrics
+    columns: tuple[Metric, ...]
+    rows: tuple[Row, ...]
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    runs: tuple[RunInfo, ...]
+    boards: tuple[EnvBoard, ...]
+    not_counted: tuple[tuple[RunInfo, NotCounted], ...]
+    warnings: tuple[str, ...]
+    compare: bool
+
+
+def machine_label(environment: dict[str, Any]) -> str:
+    """A short description of the machine a run was made on, from its manifest."""
+    details = [str(environment[k]) for k in ("machine",) if environment.get(k)]
+    if environment.get("cpu_count"):
+        details.append(f"{environment['cpu_count']} CPUs")
+    host = str(environment.get("hostname") or "unknown host")
+    return f"{host} ({', '.join(details)})" if details else host
+
+
+def model_name(manifest: RunManifest) -> str:
+    return str((manifest.config.get("model") or {}).get("source") or "unknown model")
+
+
+def run_infos(runs: Sequence[LoadedRun]) -> list[RunInfo]:
+    """Label each run by its model, adding the run_id where two runs share a model."""
+    models = [model_name(run.manifest) for run in runs]
+    return [
+        RunInfo(index, run.run_id, model if models.count(model) == 1 else f"{model} · {run.run_id}", model,
+                machine_label(run.manifest.environment), run.root, run.manifest)
+        for index, (run, model) in enumerate(zip(runs, models, strict=True))
+    ]
+
+
+def _charged(run: LoadedRun, cell: CellData, warnings: list[str]) -> Compute:
+    """The cell's ledger plus the shared work its strategy uses (see module docstring)."""
+    shared_phases = cell.routing.shared_phases if cell.routing else []
+    shared = run.shared_ledgers.get((cell.status.env, cell.status.seed), ())
+    charged = [entry for entry in shared if entry.phase in shared_phases]
+    for phase in shared_phases:
+        if not any(entry.phase == phase for entry in shared):
+            warnings.append(f"{run.run_id}: cell {cell.status.cell_id} uses shared phase {phase!r}, but the shared "
+                            f"ledger of {cell.status.env} seed {cell.status.seed} has no {phase!r} entries; "
+                            "its compute lacks that work")
+    return Compute.of([*cell.ledger, *charged])
+
+
+def _row(info: RunInfo, run: LoadedRun, cells: list[CellData], columns: Sequence[Metric],
+         warnings: list[str]) -> Row:
+    cells = sorted(cells, key=lambda c: c.status.seed)
+    splits = sorted({e.split for c in cells for e in c.episodes})
+    seed_compute = tuple(_charged(run, cell, warnings) for cell in cells)
+    values = {}
+    for metric in columns:
+        per_seed = [metric.value(cell.episodes) for cell in cells]
+        values[metric.key] = estimate(v for v in per_seed if v is not None)
+    first = cells[0].status
+    return Row(
+        run=info, env=first.env, strategy=first.strategy, seeds=tuple(c.status.seed for c in cells),
+        episodes=tuple(len(c.episodes) for c in cells),
+        split_episodes={s: tuple(sum(e.split == s for e in c.episodes) for c in cells) for s in splits},
+        values=values, compute=Compute.mean(seed_compute), seed_compute=seed_compute, compute_ratio=None,
+        routing=tuple(c.routing for c in cells),
+    )
+
+
+def _with_ratios(rows: list[Row]) -> list[Row]:
+    """Set each row's FLOPs ratio to rl-only of the same run (None where that run has no rl-only)."""
+    reference = {row.run.run_id: row.compute.flops for row in rows if row.strategy == RL_REFERENCE}
+    result = []
+    for row in rows:
+        base = reference.get(row.run.run_id)
+        ratio = row.compute.flops / base if base else None
+        result.append(replace(row, compute_ratio=ratio))
+    return result
+
+
+def _sort_key(primary: str) -> Callable[[Row], tuple]:
+    """Best primary metric first; rows without it last; ties by strategy, then run."""
+    def key(row: Row) -> tuple:
+        value = row.values.get(primary)
+        return (value is None, -(value.mean if value else 0.0), row.strategy, row.run.label)
+    return key
+
+
+def _episode_count_warnings(board: EnvBoard) -> list[str]:
+    """Rows of one environment evaluated on different numbers of episodes per split are not comparable."""
+    warnings = []
+    splits = sorted({s for row in board.rows for s in row.split_episodes})
+    for split in splits:
+        counts = {(row.run.label, row.strategy): row.split_episodes.get(split) or (0,) * len(row.seeds)
+                  for row in board.rows}
+        distinct = {n for per_seed in counts.values() for n in per_seed}
+        if len(distinct) > 1:
+            detail = ", ".join(f"{label}/{strategy}: {'/'.join(map(str, n))}"
+                               for (label, strategy), n in sorted(counts.items()))
+            warnings.append(f"{board.env}, split {split}: cells were evaluated on different numbers of episodes "
+                            f"({detail}); their scores are not directly comparable")
+    return warnings
+
+
+def build(runs: Sequence[LoadedRun], compare: bool) -> Leaderboard:
+    """Aggregate loaded runs into per-environment boards; only ``done`` cells count."""
+    infos = run_infos(runs)
+    warnings: list[str] = []
+    groups: dict[str, dict[tuple[int, str], list[CellData]]] = defaultdict(lambda: defaultdict(list))
+    for index, run in enumerate(runs):
+        for cell in run.cells:
+            groups[cell.status.env][(index, cell.status.strategy)].append(cell)
+    configured = [env.get("name") for run in runs for env in run.manifest.config.get("envs", [])]
+    boards = []
+    for env in [name for name in dict.fromkeys([*configured, *sorted(groups)]) if name in groups]:
+        scoring = env_metrics(env)
+        episodes = [e for cells in groups[env].values() for c in cells for e in c.episodes]
+        columns = (*scoring.metrics, *breakdown_metrics(scoring, episodes))
+        rows = [_row(infos[index], runs[index], cells, columns, warnings)
+                for (index, _strategy), cells in groups[env].items()]
+        board = EnvBoard(env, scoring, columns, tuple(sorted(_with_ratios(rows), key=_sort_key(scoring.primary.key))))
+        warnings += _episode_count_warnings(board)
+        boards.append(board)
+    not_counted = tuple((info, item) for info, run in zip(infos, runs, strict=True) for item in run.not_counted)
+    for message in warnings:
+        log.warning(message)
+    return Leaderboard(tuple(infos), tuple(boards), not_counted, tuple(warnings), compare)
