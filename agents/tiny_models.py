@@ -36,6 +36,7 @@ class TinyModelConfig:
     num_key_value_heads: int = 2
     max_position_embeddings: int = 2048
     tie_word_embeddings: bool = True
+    initializer_range: float = 0.02  # larger gives a random model with sharper, more varied predictions
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048):
@@ -79,6 +80,7 @@ def build_tiny_llama(tokenizer, config: TinyModelConfig | None = None, seed: int
         num_key_value_heads=config.num_key_value_heads,
         max_position_embeddings=config.max_position_embeddings,
         tie_word_embeddings=config.tie_word_embeddings,
+        initializer_range=config.initializer_range,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

@@ -10,7 +10,7 @@ import logging
 
 import typer
 
-from harness.commands import env, leaderboard, models, rollout
+from harness.commands import env, eval, leaderboard, models, rollout, routers, train
 
 app = typer.Typer(
     name="harness",
@@ -19,10 +19,14 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
+app.command("eval")(eval.eval_command)
 app.add_typer(env.app, name="env")
 app.command("leaderboard")(leaderboard.leaderboard)
 app.add_typer(models.app, name="models")
 app.command("rollout")(rollout.rollout)
+app.add_typer(routers.app, name="routers")
+app.add_typer(train.app, name="train")
+app.command("probe")(train.probe)
 
 
 @app.callback()

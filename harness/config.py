@@ -44,6 +44,8 @@ class ModelConfig(_Section):
     tiny_layers: int = Field(2, ge=1, description="Depth of the 'tiny' model.")
     tiny_vocab_size: int = Field(2048, ge=300, description="Tokenizer size of the 'tiny' model.")
     max_new_tokens: int = Field(48, ge=1, description="Generation budget per action.")
+    few_shot: bool = Field(False, description="Show a worked example in the prompt (longer prompts).")
+    history: int | None = Field(2, ge=0, description="Past steps shown in the prompt; null: all of them.")
     server_url: str | None = Field(None, description="OpenAI-compatible server for the 'openai'/'vllm' backends.")
 
 
@@ -68,7 +70,7 @@ class ProbeConfig(_Section):
 
 
 class SFTConfig(_Section):
-    epochs: float = Field(3.0, gt=0)
+    epochs: int = Field(3, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
@@ -100,6 +102,7 @@ class EvalConfig(_Section):
     sft: SFTConfig = Field(default_factory=SFTConfig)
     rl: RLConfig = Field(default_factory=RLConfig)
     torch_threads: int = Field(2, ge=1, description="torch intra-op threads.")
+    rollout_concurrency: int = Field(16, ge=1, description="Episodes played side by side (batched generation).")
     temperature_eval: float = Field(0.0, ge=0, description="0 = greedy evaluation.")
 
     @field_validator("strategies", "seeds")

@@ -41,7 +41,7 @@ def estimate_remaining(cells: list[CellProgress]) -> float | None:
 def render(cells: list[CellProgress], started: float) -> Group:
     table = Table(expand=False, header_style="bold")
     for column in ("env", "strategy", "seed", "status", "phase", "progress", "episodes/s", "elapsed"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=48 if column == "phase" else None)
     for cell in cells:
         status = cell.status
         elapsed = _running_elapsed(cell)
@@ -56,6 +56,6 @@ def render(cells: list[CellProgress], started: float) -> Group:
                       phase, progress, rate, _duration(elapsed) if cell.started is not None else "")
     done = sum(c.status.state == "done" for c in cells)
     remaining = estimate_remaining(cells)
-    footer = Text(f"{done}/{len(cells)} cells done · elapsed {_duration(time.monotonic() - started)} · "
+    footer = Text(f"\n{done}/{len(cells)} cells done · elapsed {_duration(time.monotonic() - started)} · "
                   f"estimated left {_duration(remaining)}")
     return Group(table, footer)

@@ -23,64 +23,38 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
+# The compute ledger's record is prism_train's (the accounting owner); both modules are torch-free.
+from prism_train.ledger import PHASES, LedgerEntry
+from prism_train.records import append_record, atomic_write_text, read_records
+
+__all__ = ["PHASES", "LedgerEntry", "RunDir", "CellStatus", "EpisodeResult", "RoutingSummary", "RunManifest"]
+
 RECORDS_VERSION = 1
 
 CELL_STATES = ("pending", "running", "done", "failed")
 
-# Phases a ledger entry may belong to; "shared" work (expert collection, probe) is charged to the
-# strategies that use it.
-PHASES = ("expert", "probe", "sft", "rollout", "rl_update", "evaluation", "routing")
 
 
 def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> None:
     """Write JSON so that readers see either the old file or the complete new one, never a mix."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(payload, fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
 
 
 def append_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> None:
-    """Append records as whole lines (one write each, flushed and synced)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as fh:
-        for record in records:
-            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    """Append records as whole lines (one synced write each)."""
+    for record in records:
+        append_record(path, record)
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    """Records of a JSONL file; a torn last line (a crash mid-append) is skipped."""
-    path = Path(path)
-    if not path.exists():
-        return
-    lines = path.read_text(encoding="utf-8").split("\n")
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            yield json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines):  # no trailing newline: the write was interrupted
-                return
-            raise ValueError(f"{path}:{number}: corrupt JSON line") from None
+    """Records of a JSONL file (none if it does not exist); a torn last line is skipped."""
+    if Path(path).exists():
+        yield from read_records(path, RECORDS_VERSION)
 
 
 _Record = TypeVar("_Record", bound="_Versioned")
@@ -100,24 +74,6 @@ class _Versioned:
             raise ValueError(f"{cls.__name__} record has version {version}; this code reads up to {RECORDS_VERSION}")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in payload.items() if k in known})
-
-
-@dataclass
-class LedgerEntry(_Versioned):
-    """Compute spent by one piece of work. FLOPs are analytic (see prism_train's accounting)."""
-
-    phase: str
-    tokens: int = 0
-    flops: float = 0.0
-    wall_s: float = 0.0
-    device_s: float = 0.0
-    env_steps: int = 0
-    device: str = "cpu"
-    note: str = ""
-
-    def __post_init__(self) -> None:
-        if self.phase not in PHASES:
-            raise ValueError(f"unknown ledger phase {self.phase!r}; expected one of {PHASES}")
 
 
 @dataclass

@@ -73,13 +73,13 @@ class EvalRunner:
     def __init__(self, config: EvalConfig, run: RunDir, pipeline: Pipeline,
                  on_update: Callable[[list[CellProgress]], None] = lambda cells: None) -> None:
         self.config = config
-        self.run = run
+        self.run_dir = run
         self.pipeline = pipeline
         self.on_update = on_update
         self.cells = [CellProgress(status) for status in self._plan()]
 
     def _plan(self) -> list[CellStatus]:
-        existing = {status.cell_id: status for status in self.run.cells()}
+        existing = {status.cell_id: status for status in self.run_dir.cells()}
         strategies = ([UNTRAINED] if self.config.include_untrained else []) + list(self.config.strategies)
         plan = []
         for seed in self.config.seeds:
@@ -100,22 +100,22 @@ class EvalRunner:
                 continue
             self._restart(status)
             progress.started = time.monotonic()
-            ctx = CellContext(self.run, status, progress)
+            ctx = CellContext(self.run_dir, status, progress)
             self.on_update(self.cells)
             try:
                 self.pipeline.run_cell(envs[status.env], status.strategy, status.seed, ctx)
             except KeyboardInterrupt:
                 status.state, status.error = "failed", "interrupted"
-                self.run.write_status(status)
+                self.run_dir.write_status(status)
                 raise
             except Exception as exc:
                 log.exception("cell %s failed in phase %s", status.cell_id, status.phase)
                 status.state, status.error = "failed", f"{type(exc).__name__}: {exc}"
                 status.finished_at = time.time()
-                self.run.write_status(status)
+                self.run_dir.write_status(status)
             else:
                 status.state, status.phase, status.finished_at = "done", "done", time.time()
-                self.run.write_status(status)
+                self.run_dir.write_status(status)
             finally:
                 progress.elapsed_s = time.monotonic() - progress.started
                 self.on_update(self.cells)
@@ -123,10 +123,10 @@ class EvalRunner:
 
     def _restart(self, status: CellStatus) -> None:
         """Wipe whatever an interrupted attempt left and mark the cell running from scratch."""
-        cell_dir = self.run.cell_dir(status.cell_id)
+        cell_dir = self.run_dir.cell_dir(status.cell_id)
         if cell_dir.exists():
             log.info("restarting cell %s cleanly (previous attempt did not finish)", status.cell_id)
             shutil.rmtree(cell_dir)
         status.state, status.phase, status.error = "running", "starting", ""
         status.started_at, status.finished_at = time.time(), None
-        self.run.write_status(status)
+        self.run_dir.write_status(status)

@@ -42,3 +42,14 @@ def tiny_model_dir(tmp_path_factory, tokenizer_corpus):
     from agents.tiny_models import save_tiny_model
 
     return save_tiny_model(tokenizer_corpus, tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture(scope="session")
+def varied_tiny_model_dir(tmp_path_factory, tokenizer_corpus):
+    """A tiny Llama whose random weights give varied, confident predictions (greedy does not repeat one
+    token), with head_dim 64 so that vLLM's CPU attention accepts it too. Agent-layer tests use it."""
+    from agents.tiny_models import TinyModelConfig, save_tiny_model
+
+    config = TinyModelConfig(hidden_size=128, intermediate_size=256, num_attention_heads=2, num_key_value_heads=1,
+                             initializer_range=0.2)
+    return save_tiny_model(tokenizer_corpus, tmp_path_factory.mktemp("tiny-llama-varied"), config)

@@ -15,7 +15,7 @@ console = Console()
 log = logging.getLogger(__name__)
 
 
-def _parse_options(pairs: list[str]) -> dict[str, Any]:
+def parse_options(pairs: list[str]) -> dict[str, Any]:
     """``key=value`` pairs into factory options; values are read as JSON when they parse, else text."""
     options: dict[str, Any] = {}
     for pair in pairs:
@@ -80,7 +80,7 @@ def serve(
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
-    factory = _make_factory(spec, _parse_options(option))
+    factory = _make_factory(spec, parse_options(option))
     server = RunningServer(create_app(spec.name, factory, settings, spec.blueprints(factory)), settings)
     console.print(f"[bold green]{spec.name}[/] serving on [link={server.url}]{server.url}[/] "
                   f"(API under {server.url}/api; Ctrl-C stops)")
@@ -112,7 +112,7 @@ def play(
         spec.gym_id,
         server_url=server_url,
         max_steps=max_steps or spec.default_max_steps,
-        **_parse_options(option),
+        **parse_options(option),
     ).unwrapped
     try:
         observation, info = env.reset(options=reset_options)

@@ -11,6 +11,8 @@ from rich.console import Console
 
 log = logging.getLogger(__name__)
 console = Console()
+if not console.is_terminal:  # logs and CI: wide enough for the live table
+    console = Console(width=160)
 
 
 def eval_command(

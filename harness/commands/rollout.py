@@ -1,0 +1,112 @@
+"""``harness rollout``: play a split's tasks with a policy, print success and score, write trajectories."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+console = Console()
+log = logging.getLogger(__name__)
+
+
+def parse_options(pairs: list[str], hint: str) -> dict[str, Any]:
+    """``key=value`` pairs; values are read as JSON when they parse (numbers, booleans), else as text."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=hint)
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    return options
+
+
+def _ray_provider(address: str | None, workers: int | None, config: Any) -> Any:
+    """[scale-out] The Ray session provider for ``--ray`` (None without it)."""
+    if address is None:
+        return None
+    if config.server_url is not None:
+        raise typer.BadParameter("give --ray or --server-url, not both", param_hint="--ray")
+    from harness.distributed import RayUnavailableError, make_ray_env_provider
+
+    try:
+        return make_ray_env_provider(address, config.env, workers=workers, max_steps=config.max_steps,
+                                     env_options=config.env_options)
+    except RayUnavailableError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--ray") from None
+
+
+def rollout(
+    env: str = typer.Option(..., "--env", "-e", help="Environment (see `harness env list`)."),
+    policy: str = typer.Option(..., "--policy", "-p", help="Policy (see `harness models policies`)."),
+    option: list[str] = typer.Option([], "--option", "-o",
+                                     help="Policy option KEY=VALUE, repeatable (e.g. -o model=smollm2)."),
+    split: str = typer.Option(None, help="Task split (default: test for WebShop, valid_unseen for ALFWorld)."),
+    num_tasks: int = typer.Option(10, "--num-tasks", "-n", min=1, help="Tasks to play from the split."),
+    offset: int = typer.Option(0, min=0, help="Skip this many tasks of the split first."),
+    samples: int = typer.Option(1, "--samples", "-k", min=1, help="Episodes per task (a GRPO group)."),
+    seed: int = typer.Option(0, help="Seed of the episode seeds."),
+    server_url: str = typer.Option(None, help="Environment server URL (default: in-process)."),
+    max_steps: int = typer.Option(None, min=1, help="Step cap (default: the environment's)."),
+    concurrency: int = typer.Option(16, min=1, help="Episodes played at once (one batched policy call)."),
+    out: Path = typer.Option(None, help="Trajectory file (JSON Lines); default runs/rollouts/ENV-POLICY-SPLIT.jsonl. "
+                                        "Episodes already in it are skipped (resume)."),
+    record_tokens: bool = typer.Option(True, help="Store generated token ids and log-probabilities per step."),
+    env_option: list[str] = typer.Option([], "--env-option", help="Environment option KEY=VALUE (repeatable)."),
+    # [scale-out] Ray flags (harness.distributed)
+    ray: str = typer.Option(None, "--ray", help="Ray cluster address (HOST:PORT, auto, or local): environment "
+                                               "sessions run as actors spread over its nodes."),
+    ray_workers: int = typer.Option(None, "--ray-workers", min=1,
+                                    help="Environment actors on the Ray cluster (default: one per CPU)."),
+) -> None:
+    """Roll out a policy on an environment's tasks: prints success / score and writes the trajectories."""
+    from agents.registry import UnknownPolicyError, make_policy
+    from agents.rollout import RolloutConfig, RolloutEngine
+    from agents.tasks import plan_episodes, split_tasks
+    from environments.core.registry import UnknownEnvError
+    from environments.core.trajectory import TrajectoryWriter
+
+    split = split or {"webshop": "test", "alfworld": "valid_unseen"}.get(env, "test")
+    try:
+        tasks = split_tasks(env, split, limit=num_tasks, offset=offset)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if not tasks:
+        raise typer.BadParameter(f"split {split!r} has no tasks after offset {offset}")
+    try:
+        agent = make_policy(policy, **parse_options(option, "--option"))
+    except (UnknownPolicyError, ValueError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--policy/--option") from None
+    try:
+        config = RolloutConfig(env=env, server_url=server_url, max_steps=max_steps, concurrency=concurrency,
+                               record_tokens=record_tokens, env_options=parse_options(env_option, "--env-option"))
+        provider = _ray_provider(ray, ray_workers, config)  # [scale-out]
+        engine = RolloutEngine(agent, config, make_env=provider)
+    except (UnknownEnvError, ValueError) as exc:
+        raise typer.BadParameter(str(exc)) from None
+    out = out or Path("runs") / "rollouts" / f"{env}-{policy}-{split}.jsonl"
+    episodes = plan_episodes(env, tasks, engine.source, samples=samples, seed=seed)
+    try:
+        with TrajectoryWriter(out) as writer:
+            _, stats = engine.run(episodes, writer)
+    finally:
+        agent.close()
+        if provider is not None:  # [scale-out]
+            provider.close()
+    console.print(
+        f"[bold]{env} {split}[/] {policy}: {stats.episodes} episodes ({stats.skipped} already done, "
+        f"{stats.failed} failed), success {stats.success_rate:.1%}, score {100 * stats.mean_reward:.1f}, "
+        f"{stats.steps} steps, {stats.generated_tokens} generated tokens, {stats.parse_failures} unparseable "
+        f"replies, {60 * stats.episodes_per_s:.1f} episodes/min, {stats.tokens_per_s:.1f} tokens/s",
+        soft_wrap=True,
+    )
+    console.print(f"trajectories: {out}", soft_wrap=True)
+    if stats.failed:
+        raise typer.Exit(code=1)

@@ -1,0 +1,390 @@
+"""What one cell of ``harness eval`` does: route the expert data, SFT, RL, evaluate on held-out tasks.
+
+Work that every strategy of an (environment, seed) shares is done once and kept on disk under
+``RUN/shared/<env>/seed<k>/``: the expert trajectories (resumable per episode), the initial model (a
+tiny model is built from a config with a tokenizer trained on those trajectories), and the probe
+scores of that initial model. Each shared phase finishes by writing a ``<phase>.done.json`` marker that
+holds its ledger entries, and the shared ``ledger.jsonl`` is always rebuilt from the markers, so a
+kill at any moment can neither lose nor double-count shared compute. Cell-level work goes to the
+cell's own ledger; the runner wipes an unfinished cell before it runs again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.config import UNTRAINED, EnvRunConfig, EvalConfig
+from harness.records import EpisodeResult, RoutingSummary, RunDir, append_jsonl, write_json_atomic
+from harness.runner import CellContext
+
+log = logging.getLogger(__name__)
+
+# Routers whose decision needs the probe of the initial model ("scores" in Router.requires).
+SHARED_PHASES_ALWAYS = ("expert",)
+
+
+def _shape(model_dir: Path):
+    """The FLOP model's view of a saved model (read from its config.json)."""
+    from prism_train.flops import ModelShape
+
+    return ModelShape.from_config(json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8")))
+
+
+class PlanError(ValueError):
+    """The config names something that does not exist (environment, split, strategy, model, backend)."""
+
+
+def _train_tasks(env: EnvRunConfig, seed: int) -> list[Any]:
+    """The training tasks of one seed: a seeded sample of the train split, in a fixed order."""
+    from agents.tasks import split_tasks
+
+    tasks = split_tasks(env.name, env.train_split)
+    if len(tasks) < env.train_tasks:
+        raise PlanError(f"{env.name}: split {env.train_split!r} has {len(tasks)} tasks, fewer than "
+                        f"train_tasks={env.train_tasks}")
+    chosen = random.Random(f"train-tasks:{env.name}:{seed}").sample(range(len(tasks)), env.train_tasks)
+    return [tasks[i] for i in sorted(chosen)]
+
+
+def _eval_tasks(env: EnvRunConfig, split: str) -> list[Any]:
+    from agents.tasks import split_tasks
+
+    return split_tasks(env.name, split, env.eval_episodes)
+
+
+def _model_check(cfg: EvalConfig) -> str:
+    from agents.models import ALIASES, is_prepared
+
+    source = cfg.model.source
+    if source == "tiny":
+        return (f"model: a tiny Llama built per environment and seed (hidden {cfg.model.tiny_hidden_size}, "
+                f"{cfg.model.tiny_layers} layers, tokenizer of {cfg.model.tiny_vocab_size} trained on the expert data)")
+    if source in ALIASES:
+        if not is_prepared(source):
+            raise PlanError(f"model {source!r} is not prepared yet: run `harness models prepare {source}`")
+        return f"model: {source} (prepared)"
+    if Path(source).is_dir():
+        if not (Path(source) / "config.json").exists():
+            raise PlanError(f"model directory {source} has no config.json")
+        return f"model: local directory {source}"
+    if source.count("/") != 1 or any(part.strip() == "" for part in source.split("/")):
+        raise PlanError(f"model source {source!r} is neither 'tiny', a prepared model, a directory, nor a hub id")
+    return f"model: hub id {source} (downloaded at run time; needs access to the model hub)"
+
+
+def check_plan(cfg: EvalConfig) -> list[str]:
+    """Validate the config against what is installed and on disk; lines describing the plan."""
+    from agents.registry import UnknownPolicyError, get_policy_spec
+    from environments.core.registry import UnknownEnvError, get_env_spec
+    from prism_train.routers import describe_routers
+
+    lines = []
+    for env in cfg.envs:
+        try:
+            get_env_spec(env.name)
+        except UnknownEnvError as exc:
+            raise PlanError(str(exc)) from None
+        try:
+            train = _train_tasks(env, cfg.seeds[0])
+            evals = {split: _eval_tasks(env, split) for split in env.eval_splits}
+        except ValueError as exc:
+            raise PlanError(f"{env.name}: {exc}") from None
+        train_ids = {t.task_id for t in train}
+        leaked = {split: len(train_ids & {t.task_id for t in tasks}) for split, tasks in evals.items()}
+        if any(leaked.values()):
+            raise PlanError(f"{env.name}: evaluation tasks overlap the training tasks: {leaked}")
+        lines.append(f"{env.name}: {len(train)} training tasks from {env.train_split!r}; evaluation on "
+                     + ", ".join(f"{split} ({len(tasks)} episodes)" for split, tasks in evals.items()))
+    known = {info.name for info in describe_routers()}
+    unknown = [s for s in cfg.strategies if s not in known]
+    if unknown:
+        raise PlanError(f"unknown strategies {unknown}; installed: {', '.join(sorted(known))}")
+    try:
+        get_policy_spec(cfg.model.backend)
+    except UnknownPolicyError as exc:
+        raise PlanError(str(exc)) from None
+    lines.append(_model_check(cfg))
+    strategies = len(cfg.strategies) + int(cfg.include_untrained)
+    lines.append(f"matrix: {len(cfg.envs)} environments × {strategies} strategies × {len(cfg.seeds)} seeds = "
+                 f"{len(cfg.envs) * strategies * len(cfg.seeds)} cells")
+    return lines
+
+
+@dataclass
+class SharedWork:
+    """What all strategies of one (environment, seed) start from."""
+
+    trajectories: list[Any]  # successful expert trajectories (the SFT pool)
+    tasks: list[Any]  # prism_train.routers.Task pool for RL
+    model_dir: Path
+    scores: dict[str, Any] | None = None
+
+
+class TrainingPipeline:
+    """The real cell work; ``harness eval`` hands one instance to the runner."""
+
+    def __init__(self, cfg: EvalConfig, run: RunDir) -> None:
+        import torch
+
+        torch.set_num_threads(cfg.torch_threads)
+        self.cfg = cfg
+        self.run = run
+        self._shared: dict[tuple[str, int], SharedWork] = {}
+
+    # -- shared work --------------------------------------------------------------------------------
+    def _done_marker(self, env: str, seed: int, phase: str) -> Path:
+        return self.run.shared_dir(env, seed) / f"{phase}.done.json"
+
+    def _finish_shared_phase(self, env: str, seed: int, phase: str, entries: Sequence[Any], extra: dict) -> None:
+        write_json_atomic(self._done_marker(env, seed, phase),
+                          {"version": 1, "phase": phase, "ledger": [e.to_json() for e in entries], **extra})
+        self._rebuild_shared_ledger(env, seed)
+
+    def _rebuild_shared_ledger(self, env: str, seed: int) -> None:
+        from prism_train.records import write_records
+
+        shared = self.run.shared_dir(env, seed)
+        entries = []
+        for marker in sorted(shared.glob("*.done.json")):
+            entries.extend(json.loads(marker.read_text(encoding="utf-8"))["ledger"])
+        write_records(shared / "ledger.jsonl", entries)
+
+    def shared(self, env: EnvRunConfig, seed: int, ctx: CellContext, needs_scores: bool) -> SharedWork:
+        key = (env.name, seed)
+        if key not in self._shared:
+            trajectories, tasks = self._expert(env, seed, ctx)
+            model_dir = self._base_model(env, seed, trajectories, ctx)
+            self._shared[key] = SharedWork(trajectories, tasks, model_dir)
+        work = self._shared[key]
+        if needs_scores and work.scores is None:
+            work.scores = self._probe(env, seed, work, ctx)
+        return work
+
+    def _expert(self, env: EnvRunConfig, seed: int, ctx: CellContext) -> tuple[list[Any], list[Any]]:
+        from agents.registry import make_policy
+        from agents.rollout import RolloutEngine
+        from agents.tasks import plan_episodes
+        from environments.core.trajectory import TrajectoryWriter, read_trajectories
+        from prism_train.ledger import Ledger
+        from prism_train.routers import Task
+
+        shared = self.run.shared_dir(env.name, seed)
+        path = shared / "expert.jsonl"
+        tasks = _train_tasks(env, seed)
+        if not self._done_marker(env.name, seed, "expert").exists():
+            ctx.phase("expert data", total=len(tasks))
+            episodes = plan_episodes(env.name, tasks, source="expert", seed=seed)
+            engine = RolloutEngine(make_policy("expert"), self._rollout_config(env, "expert"))
+            ledger = Ledger(None, strategy="shared", run=f"{env.name}-seed{seed}")
+            with TrajectoryWriter(path) as writer, ledger.phase("expert") as meter:
+                _, stats = engine.run(episodes, writer=writer)
+                meter.add(env_steps=stats.steps)
+            trajectories = list(read_trajectories(path))
+            self._finish_shared_phase(env.name, seed, "expert", ledger.entries,
+                                      {"episodes": len(trajectories),
+                                       "successes": sum(t.success for t in trajectories)})
+        trajectories = [t for t in read_trajectories(path) if t.success]
+        if len(trajectories) < 2:
+            raise RuntimeError(f"{env.name}: the expert succeeded on only {len(trajectories)} training tasks")
+        pool = [Task(env.name, t.task_id, task=t.task, split=env.train_split) for t in trajectories]
+        return trajectories, pool
+
+    def _base_model(self, env: EnvRunConfig, seed: int, trajectories: list[Any], ctx: CellContext) -> Path:
+        source = self.cfg.model.source
+        if source != "tiny":
+            from prism_train.trainer import resolve_model_path
+
+            return Path(resolve_model_path(source))
+        target = self.run.shared_dir(env.name, seed) / "base_model"
+        if (target / "config.json").exists():
+            return target
+        ctx.phase("building tiny model")
+        from agents.tiny_models import TinyModelConfig, save_tiny_model
+        from prism_train.formatting import TrajectoryTokenizer
+
+        class _Plain:  # renders prompts without a tokenizer, to collect the text the model will see
+            chat_template = "plain"
+
+            def apply_chat_template(self, messages, **_: Any) -> str:
+                return "\n".join(m["content"] for m in messages)
+
+        renderer = TrajectoryTokenizer(_Plain(), self._prompt_config())
+        texts = [m["content"] for t in trajectories for i in range(len(t.steps)) for m in renderer.messages(t, i)]
+        texts += [s.action for t in trajectories for s in t.steps]
+        config = TinyModelConfig(vocab_size=self.cfg.model.tiny_vocab_size, hidden_size=self.cfg.model.tiny_hidden_size,
+                                 intermediate_size=self.cfg.model.tiny_hidden_size * 8 // 3,
+                                 num_hidden_layers=self.cfg.model.tiny_layers, max_position_embeddings=4096)
+        tmp = target.with_name(".base_model.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_tiny_model(texts, tmp, config, seed=seed)
+        tmp.rename(target)
+        return target
+
+    def _probe(self, env: EnvRunConfig, seed: int, work: SharedWork, ctx: CellContext) -> dict[str, Any]:
+        from prism_train.formatting import TrajectoryTokenizer
+        from prism_train.ledger import Ledger
+        from prism_train.modeling import load_causal_lm, load_tokenizer
+        from prism_train.probe import ProbeConfig, probe
+        from prism_train.scores import read_scores, write_scores
+
+        path = self.run.shared_dir(env.name, seed) / "probe.jsonl"
+        if self._done_marker(env.name, seed, "probe").exists():
+            return read_scores(path)
+        ctx.phase("probe", total=len(work.trajectories))
+        tokenizer = load_tokenizer(work.model_dir)
+        model = load_causal_lm(work.model_dir)
+        tokenized = TrajectoryTokenizer(tokenizer, self._prompt_config()).tokenize_all(work.trajectories)
+        normalization = "sqrt-numel" if self.cfg.probe.normalize_by_size else "none"
+        ledger = Ledger(None, strategy="shared", run=f"{env.name}-seed{seed}")
+        scores = probe(model, work.trajectories, tokenized,
+                       ProbeConfig(batch_size=self.cfg.probe.batch_size, normalization=normalization),
+                       ledger=ledger, model_name=str(work.model_dir))
+        write_scores(path, scores)
+        self._finish_shared_phase(env.name, seed, "probe", ledger.entries, {"trajectories": len(scores)})
+        return read_scores(path)
+
+    # -- one cell -----------------------------------------------------------------------------------
+    def _prompt_config(self):
+        from prism_train.formatting import PromptConfig
+
+        return PromptConfig(style="react", few_shot=self.cfg.model.few_shot, history=self.cfg.model.history,
+                            max_length=self.cfg.sft.max_seq_len)
+
+    def _policy(self, model_dir: Path, temperature: float, adapter: Path | None = None):
+        """The configured generation backend serving ``model_dir`` (plus a LoRA adapter) as an agent."""
+        from agents.registry import make_policy
+
+        options = {"adapter": str(adapter)} if adapter else {}
+        return make_policy(self.cfg.model.backend, model=str(model_dir), max_new_tokens=self.cfg.model.max_new_tokens,
+                           temperature=temperature, few_shot=self.cfg.model.few_shot, history=self.cfg.model.history,
+                           **options)
+
+    def _rollout_config(self, env: EnvRunConfig, source: str, progress: bool = False):
+        from agents.rollout import RolloutConfig
+
+        return RolloutConfig(env=env.name, server_url=env.server_url, max_steps=env.max_steps,
+                             concurrency=self.cfg.rollout_concurrency, source=source, env_options=dict(env.options),
+                             progress=progress)
+
+    def run_cell(self, env: EnvRunConfig, strategy: str, seed: int, ctx: CellContext) -> None:
+        from prism_train.ledger import Ledger
+        from prism_train.routers import RoutingRequest, get_router, write_decision
+
+        ledger = Ledger(ctx.dir / "ledger.jsonl", strategy=strategy, run=ctx.status.cell_id)
+        if strategy == UNTRAINED:
+            work = self.shared(env, seed, ctx, needs_scores=False)
+            write_json_atomic(ctx.dir / "routing.json",
+                              RoutingSummary(strategy, 0, 0, {"no training": 1}, list(SHARED_PHASES_ALWAYS)).to_json())
+            self._evaluate(env, seed, work.model_dir, None, ledger, ctx)
+            return
+        router = get_router(strategy)
+        work = self.shared(env, seed, ctx, needs_scores="scores" in router.requires)
+        ctx.phase("routing")
+        rollout = self._difficulty_rollout(env, work, ledger, ctx) if "rollout" in router.requires else None
+        decision = router.route(RoutingRequest(trajectories=work.trajectories, scores=work.scores or {},
+                                               tasks=work.tasks, seed=seed, rollout=rollout))
+        write_decision(ctx.dir / "routing.jsonl", decision)
+        reasons: dict[str, int] = {}
+        for reason in [*decision.sft_reasons.values(), *decision.rl_reasons.values()]:
+            reasons[reason] = reasons.get(reason, 0) + 1
+        shared_phases = list(SHARED_PHASES_ALWAYS) + (["probe"] if "scores" in router.requires else [])
+        write_json_atomic(ctx.dir / "routing.json", RoutingSummary(strategy, len(decision.sft), len(decision.rl),
+                                                                   reasons, shared_phases).to_json())
+        model_dir, adapter = work.model_dir, None
+        if decision.sft:
+            model_dir, adapter = self._sft(decision.sft, work.model_dir, seed, ledger, ctx)
+        if decision.rl:
+            model_dir, adapter = self._rl(env, decision.rl, model_dir, adapter, seed, ledger, ctx)
+        self._evaluate(env, seed, model_dir, adapter, ledger, ctx)
+
+    def _lora(self, adapter: Path | None) -> dict[str, Any]:
+        """Trainer arguments for LoRA: keep training ``adapter`` if there is one, else start a fresh one."""
+        from prism_train.trainer import LoRAConfig
+
+        if not self.cfg.model.lora:
+            return {}
+        return {"adapter": str(adapter)} if adapter else {"lora": LoRAConfig(rank=self.cfg.model.lora_rank)}
+
+    def _sft(self, trajectories: list[Any], model_dir: Path, seed: int, ledger: Any,
+             ctx: CellContext) -> tuple[Path, Path | None]:
+        from prism_train.sft import SFTConfig, SFTTrainer
+
+        s = self.cfg.sft
+        ctx.phase("sft", total=len(trajectories))
+        config = SFTConfig(model=str(model_dir), output_dir=str(ctx.dir / "sft"), seed=seed,
+                           learning_rate=s.learning_rate, epochs=s.epochs, micro_batch_size=s.batch_size,
+                           grad_accum_steps=s.grad_accum, prompt=self._prompt_config(), log_every=1000,
+                           weights_dtype=self.cfg.model.dtype, **self._lora(None))
+        final = Path(SFTTrainer(config, trajectories, ledger=ledger, resume=False).train().final_dir)
+        return (model_dir, final) if self.cfg.model.lora else (final, None)
+
+    def _rl(self, env: EnvRunConfig, tasks: list[Any], model_dir: Path, adapter: Path | None, seed: int,
+            ledger: Any, ctx: CellContext) -> tuple[Path, Path | None]:
+        from prism_train.rl import RLConfig, RLTrainer
+
+        r = self.cfg.rl
+        ctx.phase("rl", total=r.iterations)
+        config = RLConfig(model=str(model_dir), output_dir=str(ctx.dir / "rl"), seed=seed, env=env.name,
+                          learning_rate=r.learning_rate, iterations=r.iterations,
+                          tasks_per_iteration=min(r.tasks_per_iteration, len(tasks)), group_size=r.group_size,
+                          clip_eps=r.clip, kl_coef=r.kl_coef, temperature=r.temperature,
+                          max_new_tokens=self.cfg.model.max_new_tokens, max_episode_steps=env.max_steps,
+                          concurrency=self.cfg.rollout_concurrency, server_url=env.server_url,
+                          prompt=self._prompt_config(), save_every=max(1, r.iterations),
+                          weights_dtype=self.cfg.model.dtype, **self._lora(adapter))
+        policy = self._policy(model_dir, temperature=r.temperature, adapter=adapter)
+        try:
+            result = RLTrainer(config, tasks, policy.backend, ledger=ledger, resume=False).train(
+                on_iteration=lambda report: ctx.progress.advance(1, episodes=report.episodes))
+        finally:
+            policy.close()
+        final = Path(result.final_dir)
+        return (model_dir, final) if self.cfg.model.lora else (final, None)
+
+    def _difficulty_rollout(self, env: EnvRunConfig, work: SharedWork, ledger: Any, ctx: CellContext):
+        from prism_train.rl import rollout_callback
+
+        ctx.phase("difficulty rollouts")
+        policy = self._policy(work.model_dir, temperature=self.cfg.rl.temperature)
+        return rollout_callback(policy, env.name, ledger=ledger, output_dir=ctx.dir,
+                                shape=_shape(work.model_dir), max_steps=env.max_steps,
+                                concurrency=self.cfg.rollout_concurrency, server_url=env.server_url)
+
+    def _evaluate(self, env: EnvRunConfig, seed: int, model_dir: Path, adapter: Path | None, ledger: Any,
+                  ctx: CellContext) -> None:
+        from agents.rollout import RolloutEngine
+        from agents.tasks import plan_episodes
+        from environments.core.trajectory import TrajectoryWriter
+        from prism_train.rl import generation_flops
+
+        policy = self._policy(model_dir, temperature=self.cfg.temperature_eval, adapter=adapter)
+        shape = _shape(model_dir)
+        try:
+            for split in env.eval_splits:
+                tasks = _eval_tasks(env, split)
+                ctx.phase(f"eval {split}", total=len(tasks))
+                engine = RolloutEngine(policy, self._rollout_config(env, "eval"))
+                episodes = plan_episodes(env.name, tasks, source=f"eval-{split}", seed=seed)
+                with TrajectoryWriter(ctx.dir / f"eval-{split}.jsonl") as writer, ledger.phase("evaluation") as meter:
+                    trajectories, stats = engine.run(episodes, writer=writer)
+                    meter.add(tokens=stats.prompt_tokens + stats.generated_tokens,
+                              flops=generation_flops(shape, trajectories), env_steps=stats.steps,
+                              device_s=stats.policy_s)
+                ctx.progress.advance(len(trajectories), episodes=len(trajectories))
+                append_jsonl(ctx.dir / "episodes.jsonl", [
+                    EpisodeResult(env=env.name, strategy=ctx.status.strategy, seed=seed, split=split,
+                                  task_id=t.task_id, reward=t.reward, success=t.success, steps=len(t.steps),
+                                  task_type=str((t.metadata.get("reset_info") or {}).get("task_type", ""))).to_json()
+                    for t in trajectories
+                ])
+        finally:
+            policy.close()
+        log.info("%s: evaluated in %.0fs", ctx.status.cell_id, time.monotonic() - ctx.progress.phase_started)

@@ -1,0 +1,148 @@
+"""Trajectories as the policy saw them: prompts shared with the agents layer, targets = outputs only.
+
+Also home of the trajectory helpers the other ``test_prism_*`` modules import (cached per process, so
+the WebShop engine starts once per test session).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import random
+from functools import cache
+
+import pytest
+
+from environments.core.trajectory import Step, Trajectory
+
+SHORT_PROMPT = {"few_shot": False, "history": 1, "max_length": 1024}
+
+
+@cache
+def webshop_expert_trajectories(count: int = 6) -> tuple[Trajectory, ...]:
+    """The real WebShop expert's episodes on goals 0..count-1 (the engine starts once per process)."""
+    from environments.webshop.engine import WebShopFactory
+    from environments.webshop.expert import play_expert_episode
+
+    session = WebShopFactory().new_session()
+    return tuple(play_expert_episode(session, goal, split="all") for goal in range(count))
+
+
+@cache
+def short_trajectories(count: int = 12, seed: int = 0) -> tuple[Trajectory, ...]:
+    """Short WebShop-shaped demonstrations over real catalogue products (2 or 3 steps each).
+
+    Real expert episodes carry whole result pages (thousands of tokens for the tiny tokenizer); these
+    keep the model tests fast while exercising the same code paths.
+    """
+    from harness.data import data_file
+
+    items = json.loads(data_file("webshop/items_shuffle_1000.json").read_text())
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        item = items[rng.randrange(len(items))]
+        name = " ".join(item["name"].split()[: rng.randint(3, 9)]).lower()
+        goal = f"i need {name}, and price lower than {rng.randint(10, 90)}.00 dollars"
+        asin = str(item.get("asin", "b000000000")).lower()
+        steps = [
+            Step(f"WebShop [SEP] Instruction: [SEP] {goal} [SEP] Search", f"search[{name}]", 0.0,
+                 info={"available_actions": {"has_search_bar": True, "clickables": ["search"]}}),
+            Step(f"Instruction: [SEP] {goal} [SEP] Back to Search [SEP] {asin} [SEP] {name} [SEP] $12.99",
+                 f"click[{asin}]", 0.0,
+                 info={"available_actions": {"has_search_bar": False, "clickables": ["back to search", asin]}}),
+        ]
+        if rng.random() < 0.5:
+            steps.append(Step(f"Instruction: [SEP] {goal} [SEP] Back to Search [SEP] {name} [SEP] Buy Now",
+                              "click[buy now]", 1.0, terminated=True,
+                              info={"available_actions": {"has_search_bar": False,
+                                                          "clickables": ["back to search", "buy now"]}}))
+        out.append(Trajectory(id=f"webshop/test/{i:03d}", env="webshop", task_id=f"goal-{i}", task=goal,
+                              source="expert", steps=steps, reward=1.0, success=True, split="all"))
+    return tuple(out)
+
+
+def short_prompt():
+    from prism_train.formatting import PromptConfig
+
+    return PromptConfig(**SHORT_PROMPT)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    from prism_train.modeling import load_tokenizer
+
+    return load_tokenizer(tiny_model_dir)
+
+
+def test_prompts_are_the_agents_prompts_token_for_token(tiny_model_dir, tokenizer):
+    """The trainer's prompt for each step is what the policy sent the backend at rollout time."""
+    from agents.backends.hf import TransformersBackend
+    from agents.prompts import get_prompt_format
+    from prism_train.formatting import PromptConfig, TrajectoryTokenizer, step_turn
+
+    trajectory = webshop_expert_trajectories()[0]
+    backend = TransformersBackend(tiny_model_dir, max_prompt_tokens=100_000)
+    for style in ("react", "verl"):
+        config = PromptConfig(style=style, few_shot=True, history="default", max_length=100_000)
+        formatter = TrajectoryTokenizer(tokenizer, config)
+        fmt = get_prompt_format("webshop", style, few_shot=True, history="default")
+        for index in range(len(trajectory.steps)):
+            messages = formatter.messages(trajectory, index)
+            assert messages == fmt.messages(step_turn(trajectory, index))
+            assert formatter.prompt_ids(messages) == backend.encode(messages)
+        rows = formatter.tokenize(trajectory).rows
+        assert len(rows) == len(trajectory.steps)
+        for row, index in zip(rows, range(len(trajectory.steps)), strict=True):
+            prompt = formatter.prompt_ids(formatter.messages(trajectory, index))
+            assert row.input_ids[: len(prompt)] == prompt
+
+
+def test_only_the_outputs_and_end_of_turn_are_targets(tokenizer):
+    from prism_train.formatting import TrajectoryTokenizer
+
+    trajectory = short_trajectories()[0]
+    tokenized = TrajectoryTokenizer(tokenizer, short_prompt()).tokenize(trajectory)
+    for row, step in zip(tokenized.rows, trajectory.steps, strict=True):
+        targets = [t for t, m in zip(row.input_ids, row.target_mask, strict=True) if m]
+        assert tokenizer.decode(targets) == step.action + tokenizer.eos_token
+        first = row.target_mask.index(True)
+        assert all(row.target_mask[first:]) and not any(row.target_mask[:first])
+        assert tokenizer.decode(row.input_ids[:first]).endswith("<|im_start|>assistant\n")
+
+
+def test_rollout_outputs_with_thoughts_are_the_targets(tokenizer):
+    """A rollout step's raw output (thought included) is what the policy wrote, so it is the target."""
+    from prism_train.formatting import TrajectoryTokenizer
+
+    base = short_trajectories()[1]
+    output = "Thought: I should look for it.\nAction: " + base.steps[0].action
+    steps = [dataclasses.replace(base.steps[0], info={**base.steps[0].info, "output": output}), *base.steps[1:]]
+    rows = TrajectoryTokenizer(tokenizer, short_prompt()).tokenize(dataclasses.replace(base, steps=steps)).rows
+    targets = [t for t, m in zip(rows[0].input_ids, rows[0].target_mask, strict=True) if m]
+    assert tokenizer.decode(targets) == output + tokenizer.eos_token
+    # The next step's prompt shows that output as the assistant's earlier turn (ReAct history).
+    assert output in tokenizer.decode(rows[1].input_ids)
+
+
+def test_steps_longer_than_max_length_are_dropped_with_a_warning(tokenizer, caplog):
+    from prism_train.formatting import PromptConfig, TrajectoryTokenizer
+
+    trajectory = webshop_expert_trajectories()[0]
+    lengths = [len(r.input_ids) for r in TrajectoryTokenizer(tokenizer, PromptConfig(max_length=10**6))
+               .tokenize(trajectory).rows]
+    cap = sorted(lengths)[len(lengths) // 2]
+    with caplog.at_level(logging.WARNING):
+        kept = TrajectoryTokenizer(tokenizer, PromptConfig(max_length=cap)).tokenize(trajectory).rows
+    assert len(kept) == sum(n <= cap for n in lengths) < len(lengths)
+    assert "exceed max_length" in caplog.text
+
+
+def test_a_tokenizer_without_chat_template_is_refused(tokenizer):
+    from prism_train.formatting import TrajectoryTokenizer
+
+    plain = tokenizer.__class__.from_pretrained(tokenizer.name_or_path)
+    plain.chat_template = None
+    with pytest.raises(ValueError, match="chat template"):
+        TrajectoryTokenizer(plain)
