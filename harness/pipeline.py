@@ -182,7 +182,7 @@ class TrainingPipeline:
         if not self._done_marker(env.name, seed, "expert").exists():
             ctx.phase("expert data", total=len(tasks))
             episodes = plan_episodes(env.name, tasks, source="expert", seed=seed)
-            engine = RolloutEngine(make_policy("expert"), self._rollout_config(env, "expert"))
+            engine = RolloutEngine(make_policy("expert"), self._rollout_config(env, "expert", capped=False))
             ledger = Ledger(None, strategy="shared", run=f"{env.name}-seed{seed}")
             with TrajectoryWriter(path) as writer, ledger.phase("expert") as meter:
                 _, stats = engine.run(episodes, writer=writer)
@@ -267,12 +267,13 @@ class TrainingPipeline:
                            temperature=temperature, few_shot=self.cfg.model.few_shot, history=self.cfg.model.history,
                            **options)
 
-    def _rollout_config(self, env: EnvRunConfig, source: str, progress: bool = False):
+    def _rollout_config(self, env: EnvRunConfig, source: str, capped: bool = True):
+        """Rollouts of the agent use the configured step cap; the expert plays under the environment's own."""
         from agents.rollout import RolloutConfig
 
-        return RolloutConfig(env=env.name, server_url=env.server_url, max_steps=env.max_steps,
+        return RolloutConfig(env=env.name, server_url=env.server_url, max_steps=env.max_steps if capped else None,
                              concurrency=self.cfg.rollout_concurrency, source=source, env_options=dict(env.options),
-                             progress=progress)
+                             progress=False)
 
     def run_cell(self, env: EnvRunConfig, strategy: str, seed: int, ctx: CellContext) -> None:
         from prism_train.ledger import Ledger

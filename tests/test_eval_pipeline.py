@@ -1,0 +1,110 @@
+"""`harness eval` end to end on a tiny config: the real engines, real training, real kill -9 and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.records import RunDir
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "name": "tiny-test",
+    "envs": [{"name": "webshop", "train_split": "train", "train_tasks": 4, "eval_splits": ["test"],
+              "eval_episodes": 2, "max_steps": 3}],
+    "strategies": ["sft-only", "random", "prism-gini"],
+    "seeds": [0],
+    "model": {"source": "tiny", "tiny_hidden_size": 32, "tiny_vocab_size": 512, "max_new_tokens": 8},
+    "sft": {"epochs": 1, "batch_size": 4},
+    "rl": {"iterations": 1, "tasks_per_iteration": 1, "group_size": 2},
+    "torch_threads": 1,
+    "rollout_concurrency": 4,
+}
+
+
+def _harness(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "COLUMNS": "160"}
+    return subprocess.Popen([sys.executable, "-m", "harness.cli", *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+def _config(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+def _done(run: RunDir) -> set[str]:
+    return {s.cell_id for s in run.cells() if s.state == "done"}
+
+
+def test_eval_survives_kill_9_and_resumes_without_double_counting(tmp_path):
+    config, run_dir = _config(tmp_path), tmp_path / "run"
+    run = RunDir(run_dir)
+    proc = _harness("eval", "--config", str(config), "--run-dir", str(run_dir), "--no-report", start_new_session=True)
+    deadline = time.monotonic() + 600
+    while not _done(run) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.stdout.read()
+    os.killpg(proc.pid, signal.SIGKILL)  # kill -9 mid-run, children included
+    proc.wait()
+    first_done = _done(run)
+    assert first_done and len(first_done) < 4
+    kept = {cid: (run.cell_dir(cid) / "ledger.jsonl").read_bytes() for cid in first_done}
+
+    rerun = _harness("eval", "--config", str(config), "--run-dir", str(run_dir))
+    output, _ = rerun.communicate(timeout=900)
+    assert rerun.returncode == 0, output
+    statuses = run.cells()
+    assert {s.state for s in statuses} == {"done"} and len(statuses) == 4
+    for cid, ledger in kept.items():  # finished cells were kept as they were
+        assert (run.cell_dir(cid) / "ledger.jsonl").read_bytes() == ledger
+    for status in statuses:
+        episodes = run.episodes(status.cell_id)
+        assert sorted(e.task_id for e in episodes) == sorted({e.task_id for e in episodes})  # no duplicates
+        assert len(episodes) == 2
+        phases = [e.phase for e in run.ledger(status.cell_id)]
+        assert phases.count("evaluation") == 1  # one attempt counted, not two
+    shared = run.shared_ledger("webshop", 0)
+    assert [e.phase for e in shared].count("expert") == 1 and [e.phase for e in shared].count("probe") == 1
+    assert (run_dir / "report" / "leaderboard.html").is_file()
+    routing = json.loads((run.cell_dir("webshop__prism-gini__seed0") / "routing.json").read_text())
+    assert routing["sft_count"] + routing["rl_count"] >= 2 and "probe" in routing["shared_phases"]
+
+
+def test_same_dir_different_config_is_refused(tmp_path):
+    config, run_dir = _config(tmp_path), tmp_path / "run"
+    from harness.config import validate_config
+    from harness.runs import RunDirError, open_run
+
+    cfg = validate_config(TINY)
+    open_run(cfg, run_dir)
+    other = validate_config({**TINY, "seeds": [1]})
+    with pytest.raises(RunDirError, match="different configuration"):
+        open_run(other, run_dir)
+    assert open_run(cfg, run_dir).root == run_dir  # the same config reopens it
+
+
+def test_bad_config_names_the_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**TINY, "sft": {"epochs": "many"}, "typo": 1}))
+    proc = _harness("eval", "--config", str(bad), "--dry-run")
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2
+    assert "sft.epochs" in output and "typo" in output
+
+
+def test_paper_preset_dry_run_validates_without_training():
+    proc = _harness("eval", "--preset", "paper", "--dry-run")
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, output
+    assert "72 cells" in output and "dry run complete" in output
