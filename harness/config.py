@@ -85,7 +85,6 @@ class RLConfig(_Section):
     clip: float = Field(0.2, gt=0)
     kl_coef: float = Field(0.0, ge=0)
     temperature: float = Field(1.0, gt=0)
-    difficulty_rollouts: int = Field(2, ge=1, description="Rollouts per task for the 'difficulty' router.")
 
 
 class EvalConfig(_Section):
@@ -96,6 +95,9 @@ class EvalConfig(_Section):
     envs: list[EnvRunConfig] = Field(min_length=1)
     strategies: list[str] = Field(min_length=1, description="Routing strategies (see `harness routers list`).")
     include_untrained: bool = Field(True, description=f"Also evaluate the untrained policy (strategy '{UNTRAINED}').")
+    router_options: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Options per strategy, e.g. {difficulty: {k: 2}} (see `harness routers list`).")
     seeds: list[int] = Field(min_length=1)
     model: ModelConfig = Field(default_factory=ModelConfig)
     probe: ProbeConfig = Field(default_factory=ProbeConfig)

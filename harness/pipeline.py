@@ -107,6 +107,15 @@ def check_plan(cfg: EvalConfig) -> list[str]:
     unknown = [s for s in cfg.strategies if s not in known]
     if unknown:
         raise PlanError(f"unknown strategies {unknown}; installed: {', '.join(sorted(known))}")
+    from prism_train.routers import RouterError, get_router
+
+    for strategy, options in cfg.router_options.items():
+        if strategy not in cfg.strategies:
+            raise PlanError(f"router_options names {strategy!r}, which is not among the strategies")
+        try:
+            get_router(strategy, **options)
+        except (RouterError, ValueError) as exc:
+            raise PlanError(f"router_options.{strategy}: {exc}") from None
     try:
         get_policy_spec(cfg.model.backend)
     except UnknownPolicyError as exc:
@@ -277,7 +286,7 @@ class TrainingPipeline:
 
     def run_cell(self, env: EnvRunConfig, strategy: str, seed: int, ctx: CellContext) -> None:
         from prism_train.ledger import Ledger
-        from prism_train.routers import RoutingRequest, get_router, write_decision
+        from prism_train.routers import RoutingRequest, get_router, route, write_decision
 
         ledger = Ledger(ctx.dir / "ledger.jsonl", strategy=strategy, run=ctx.status.cell_id)
         if strategy == UNTRAINED:
@@ -286,12 +295,13 @@ class TrainingPipeline:
                               RoutingSummary(strategy, 0, 0, {"no training": 1}, list(SHARED_PHASES_ALWAYS)).to_json())
             self._evaluate(env, seed, work.model_dir, None, ledger, ctx)
             return
-        router = get_router(strategy)
+        options = self.cfg.router_options.get(strategy, {})
+        router = get_router(strategy, **options)
         work = self.shared(env, seed, ctx, needs_scores="scores" in router.requires)
         ctx.phase("routing")
         rollout = self._difficulty_rollout(env, work, ledger, ctx) if "rollout" in router.requires else None
-        decision = router.route(RoutingRequest(trajectories=work.trajectories, scores=work.scores or {},
-                                               tasks=work.tasks, seed=seed, rollout=rollout))
+        decision = route(strategy, RoutingRequest(trajectories=work.trajectories, scores=work.scores or {},
+                                                  tasks=work.tasks, seed=seed, rollout=rollout), **options)
         write_decision(ctx.dir / "routing.jsonl", decision)
         reasons: dict[str, int] = {}
         for reason in [*decision.sft_reasons.values(), *decision.rl_reasons.values()]:

@@ -34,7 +34,7 @@ class TextGymEnv(gym.Env[str, str]):
     ``steps`` and ``max_steps``.
     """
 
-    metadata = {"render_modes": ["human", "ansi"]}
+    metadata = {"render_modes": ["human", "ansi"], "render_fps": 4}
 
     def __init__(
         self,

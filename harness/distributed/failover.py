@@ -21,6 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from environments.core.engine import SessionStateError
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -114,9 +116,10 @@ class FailoverEnv:
         return observation, info
 
     def step(self, action: str) -> StepResult:
+        if self._episode is None or self._episode.first_observation is None:
+            raise SessionStateError("no episode is running: call reset() first")
         result = self._call(lambda session: session.step(action))
-        if self._episode is not None:
-            self._episode.steps.append((action, result[0], float(result[1])))
+        self._episode.steps.append((action, result[0], float(result[1])))
         return result
 
     def close(self) -> None:

@@ -78,13 +78,21 @@ class EnvWorker:
         self._max_steps = max_steps
         self._env_options = dict(env_options)
         self._envs: dict[int, Any] = {}
+        self._idle: list[Any] = []  # environments of closed sessions, kept warm for the next ones
         self._ids = itertools.count(1)  # never reused: a stale id is an error, not another episode
         self._steps = 0
 
     def open(self) -> int:
+        """A new session id; its environment is a warm one when a closed session left one.
+
+        Every session starts with a reset (the driver refuses a step before it), so a reused
+        environment carries nothing over; what it saves is the engine's start-up (ALFWorld: a game
+        process and its planner) on every rollout after the first.
+        """
         import gymnasium
 
-        env = gymnasium.make(self._spec.gym_id, max_steps=self._max_steps, **self._env_options)
+        env = self._idle.pop() if self._idle else gymnasium.make(
+            self._spec.gym_id, max_steps=self._max_steps, **self._env_options)
         session = next(self._ids)
         self._envs[session] = env
         return session
@@ -105,19 +113,20 @@ class EnvWorker:
     def close(self, session: int) -> None:
         env = self._envs.pop(session, None)
         if env is not None:
-            env.close()
+            self._idle.append(env)
 
     def where(self) -> dict[str, Any]:
         """Where this worker runs and what it has done (placement checks, benchmarks)."""
         import ray
 
         return {"node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
-                "pid": os.getpid(), "sessions": len(self._envs), "steps": self._steps}
+                "pid": os.getpid(), "sessions": len(self._envs), "idle_envs": len(self._idle), "steps": self._steps}
 
     def shutdown(self) -> None:
-        """Close every session (engines with child processes stop them) before the actor is killed."""
-        for session in list(self._envs):
-            self.close(session)
+        """Close every environment (engines with child processes stop them) before the actor is killed."""
+        envs, self._envs, self._idle = [*self._envs.values(), *self._idle], {}, []
+        for env in envs:
+            env.close()
 
 
 @dataclass
