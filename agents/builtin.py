@@ -29,12 +29,13 @@ def _lm_policy(backend: Any, name: str, max_new_tokens: int = 128, temperature: 
 
 
 def _transformers(*, model: str, dtype: str = "float32", adapter: str | None = None, max_batch_size: int = 32,
-                  prefix_cache: bool = True, threads: int | None = None, seed: int = 0, **lm: Any) -> Policy:
+                  prefix_cache: bool = True, threads: int | None = None, seed: int = 0, device: str = "cpu",
+                  **lm: Any) -> Policy:
     from agents.backends.hf import TransformersBackend
     from agents.models import resolve_model
 
     backend = TransformersBackend(resolve_model(model), dtype=dtype, adapter=adapter, max_batch_size=max_batch_size,
-                                  prefix_cache=prefix_cache, threads=threads, seed=seed)
+                                  prefix_cache=prefix_cache, threads=threads, seed=seed, device=device)
     return _lm_policy(backend, "transformers", **lm)
 
 
@@ -100,6 +101,7 @@ TRANSFORMERS = PolicySpec(
         "prefix_cache": "reuse the shared system prompt's keys/values (default true)",
         "threads": "torch CPU threads",
         "seed": "seed for prompts that come without one",
+        "device": "cpu (default) or cuda",
         **LM_OPTIONS,
     },
 )

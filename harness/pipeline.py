@@ -142,8 +142,10 @@ class TrainingPipeline:
 
     def __init__(self, cfg: EvalConfig, run: RunDir) -> None:
         import torch
+        from transformers.utils import logging as hf_logging
 
         torch.set_num_threads(cfg.torch_threads)
+        hf_logging.disable_progress_bar()  # the live table is the progress display
         self.cfg = cfg
         self.run = run
         self._shared: dict[tuple[str, int], SharedWork] = {}
