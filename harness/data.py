@@ -203,7 +203,9 @@ def unpacked_archive(relpath: str, root: str | os.PathLike[str] | None = None) -
         try:
             with tarfile.open(archive_path) as archive:
                 _check_members(archive, tmp)
-                archive.extractall(tmp, filter="data")
+                # `filter` exists from Python 3.11.4 (Debian bookworm has 3.11.2); _check_members already
+                # refused links, special files and escapes, so the plain extract is safe there too.
+                archive.extractall(tmp, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
         except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
             raise DataCorruptError(f"Cannot read archive {archive_path}: {exc}") from exc
         try:
