@@ -15,13 +15,13 @@ console = Console()
 log = logging.getLogger(__name__)
 
 
-def parse_options(pairs: list[str]) -> dict[str, Any]:
+def parse_options(pairs: list[str], hint: str = "--option") -> dict[str, Any]:
     """``key=value`` pairs into factory options; values are read as JSON when they parse, else text."""
     options: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--option")
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=hint)
         try:
             options[key] = json.loads(value)
         except json.JSONDecodeError:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -10,22 +9,10 @@ from typing import Any
 import typer
 from rich.console import Console
 
+from harness.commands.env import parse_options
+
 console = Console()
 log = logging.getLogger(__name__)
-
-
-def parse_options(pairs: list[str], hint: str) -> dict[str, Any]:
-    """``key=value`` pairs; values are read as JSON when they parse (numbers, booleans), else as text."""
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=hint)
-        try:
-            options[key] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key] = value
-    return options
 
 
 def _ray_provider(address: str | None, workers: int | None, config: Any) -> Any:
