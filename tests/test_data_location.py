@@ -77,7 +77,8 @@ def _tar_xz(members: dict[str, bytes]) -> bytes:
 
 def test_archive_unpacks_once_atomically(tmp_path, monkeypatch):
     monkeypatch.setenv(data.CACHE_DIR_ENV, str(tmp_path / "cache"))
-    root = _fake_root(tmp_path, "alfworld/a.tar.xz", _tar_xz({"top/one.txt": b"1", "top/sub/two.txt": b"2"}), monkeypatch)
+    archive = _tar_xz({"top/one.txt": b"1", "top/sub/two.txt": b"2"})
+    root = _fake_root(tmp_path, "alfworld/a.tar.xz", archive, monkeypatch)
     target = data.unpacked_archive("alfworld/a.tar.xz", root)
     assert (target / "top/sub/two.txt").read_bytes() == b"2"
     (target / "top/one.txt").write_bytes(b"marker")

@@ -82,7 +82,7 @@ def test_eval_survives_kill_9_and_resumes_without_double_counting(tmp_path):
 
 
 def test_same_dir_different_config_is_refused(tmp_path):
-    config, run_dir = _config(tmp_path), tmp_path / "run"
+    run_dir = tmp_path / "run"
     from harness.config import validate_config
     from harness.runs import RunDirError, open_run
 
