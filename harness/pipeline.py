@@ -27,7 +27,7 @@ from harness.runner import CellContext
 
 log = logging.getLogger(__name__)
 
-# Routers whose decision needs the probe of the initial model ("scores" in Router.requires).
+# Shared phases every training strategy is charged for (the probe is added for routers that need scores).
 SHARED_PHASES_ALWAYS = ("expert",)
 
 
