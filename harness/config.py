@@ -63,6 +63,18 @@ class EnvRunConfig(_Section):
     options: dict[str, Any] = Field(default_factory=dict, description="Engine options (observation mode, ...).")
 
 
+class RayConfig(_Section):
+    """Every rollout's environment sessions on a Ray cluster's actors (the optional ``ray`` extra).
+
+    Generation stays batched in the driver, and the results equal an in-process run's for the same
+    seeds (docs/scaling.md), so this says where sessions run, not what is measured.
+    """
+
+    address: str = Field(min_length=1, description="Cluster address (HOST:PORT, ray://HOST:PORT, auto), or "
+                         "'local' for a private single-node Ray.")
+    workers: int | None = Field(None, ge=1, description="Environment actors over the cluster; default: one per CPU.")
+
+
 class ProbeConfig(_Section):
     normalize_by_size: bool = Field(False, description="Divide each gradient norm by sqrt(matrix size).")
     batch_size: int = Field(8, ge=1)
@@ -106,6 +118,10 @@ class EvalConfig(_Section):
     torch_threads: int = Field(2, ge=1, description="torch intra-op threads.")
     rollout_concurrency: int = Field(16, ge=1, description="Episodes played side by side (batched generation).")
     temperature_eval: float = Field(0.0, ge=0, description="0 = greedy evaluation.")
+    # Where sessions run is not part of what a run is: excluded from the dump (the run's fingerprint), a
+    # run started in-process can resume over Ray and back.
+    ray: RayConfig | None = Field(None, exclude=True, description="Run the environment sessions of every rollout "
+                                  "on a Ray cluster (also `harness eval --ray ADDRESS`); not with an env's server_url.")
 
     @field_validator("strategies", "seeds")
     @classmethod
@@ -120,6 +136,13 @@ class EvalConfig(_Section):
         names = [env.name for env in self.envs]
         if len(set(names)) != len(names):
             raise ValueError(f"each environment may appear once, got {names}")
+        return self
+
+    @model_validator(mode="after")
+    def _one_place_for_sessions(self) -> EvalConfig:
+        served = [f"envs.{i}.server_url" for i, env in enumerate(self.envs) if env.server_url is not None]
+        if self.ray is not None and served:
+            raise ValueError(f"give ray (--ray) or {', '.join(served)}, not both: each says where sessions run")
         return self
 
 

@@ -16,14 +16,18 @@ import logging
 import random
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.config import UNTRAINED, EnvRunConfig, EvalConfig
 from harness.records import EpisodeResult, RoutingSummary, RunDir, append_jsonl, write_json_atomic
 from harness.runner import CellContext
+
+if TYPE_CHECKING:
+    from agents.rollout import RolloutConfig, RolloutEngine
+    from harness.distributed import EnvProviders
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +144,7 @@ class SharedWork:
 class TrainingPipeline:
     """The real cell work; ``harness eval`` hands one instance to the runner."""
 
-    def __init__(self, cfg: EvalConfig, run: RunDir) -> None:
+    def __init__(self, cfg: EvalConfig, run: RunDir, envs: EnvProviders | None = None) -> None:
         import torch
         from transformers.utils import logging as hf_logging
 
@@ -148,6 +152,7 @@ class TrainingPipeline:
         hf_logging.disable_progress_bar()  # the live table is the progress display
         self.cfg = cfg
         self.run = run
+        self.envs = envs  # [scale-out] where every rollout's sessions live; None: in-process (or server_url)
         self._shared: dict[tuple[str, int], SharedWork] = {}
 
     # -- shared work --------------------------------------------------------------------------------
@@ -181,7 +186,6 @@ class TrainingPipeline:
 
     def _expert(self, env: EnvRunConfig, seed: int, ctx: CellContext) -> tuple[list[Any], list[Any]]:
         from agents.registry import make_policy
-        from agents.rollout import RolloutEngine
         from agents.tasks import plan_episodes
         from environments.core.trajectory import TrajectoryWriter, read_trajectories
         from prism_train.ledger import Ledger
@@ -193,7 +197,7 @@ class TrainingPipeline:
         if not self._done_marker(env.name, seed, "expert").exists():
             ctx.phase("expert data", total=len(tasks))
             episodes = plan_episodes(env.name, tasks, source="expert", seed=seed)
-            engine = RolloutEngine(make_policy("expert"), self._rollout_config(env, "expert", capped=False))
+            engine = self._engine(make_policy("expert"), self._rollout_config(env, "expert", capped=False))
             ledger = Ledger(None, strategy="shared", run=f"{env.name}-seed{seed}")
             with TrajectoryWriter(path) as writer, ledger.phase("expert") as meter:
                 _, stats = engine.run(episodes, writer=writer)
@@ -286,6 +290,16 @@ class TrainingPipeline:
                              concurrency=self.cfg.rollout_concurrency, source=source, env_options=dict(env.options),
                              progress=False)
 
+    def _make_env(self, env: str, max_steps: int | None, options: Mapping[str, Any]) -> Callable[[], Any] | None:
+        """[scale-out] A rollout's ``make_env``: the run's sessions (``--ray``), or None for the engine's own."""
+        return None if self.envs is None else self.envs.provider(env, max_steps, options)
+
+    def _engine(self, policy: Any, config: RolloutConfig) -> RolloutEngine:
+        """A rollout engine for ``config`` whose environment sessions live where the run says."""
+        from agents.rollout import RolloutEngine
+
+        return RolloutEngine(policy, config, make_env=self._make_env(config.env, config.max_steps, config.env_options))
+
     def run_cell(self, env: EnvRunConfig, strategy: str, seed: int, ctx: CellContext) -> None:
         from prism_train.ledger import Ledger
         from prism_train.routers import RoutingRequest, get_router, route, write_decision
@@ -355,7 +369,9 @@ class TrainingPipeline:
                           weights_dtype=self.cfg.model.dtype, **self._lora(adapter))
         policy = self._policy(model_dir, temperature=r.temperature, adapter=adapter)
         try:
-            result = RLTrainer(config, tasks, policy.backend, ledger=ledger, resume=False).train(
+            # the sessions the trainer's own engine would make: the step cap, no env options
+            make_env = self._make_env(env.name, env.max_steps, {})
+            result = RLTrainer(config, tasks, policy.backend, ledger=ledger, resume=False, make_env=make_env).train(
                 on_iteration=lambda report: ctx.progress.advance(1, episodes=report.episodes))
         finally:
             policy.close()
@@ -369,11 +385,11 @@ class TrainingPipeline:
         policy = self._policy(work.model_dir, temperature=self.cfg.rl.temperature)
         return rollout_callback(policy, env.name, ledger=ledger, output_dir=ctx.dir,
                                 shape=_shape(work.model_dir), max_steps=env.max_steps,
-                                concurrency=self.cfg.rollout_concurrency, server_url=env.server_url)
+                                concurrency=self.cfg.rollout_concurrency, server_url=env.server_url,
+                                make_env=self._make_env(env.name, env.max_steps, {}))  # as the callback's config
 
     def _evaluate(self, env: EnvRunConfig, seed: int, model_dir: Path, adapter: Path | None, ledger: Any,
                   ctx: CellContext) -> None:
-        from agents.rollout import RolloutEngine
         from agents.tasks import plan_episodes
         from environments.core.trajectory import TrajectoryWriter
         from prism_train.rl import generation_flops
@@ -384,7 +400,7 @@ class TrainingPipeline:
             for split in env.eval_splits:
                 tasks = _eval_tasks(env, split)
                 ctx.phase(f"eval {split}", total=len(tasks))
-                engine = RolloutEngine(policy, self._rollout_config(env, "eval"))
+                engine = self._engine(policy, self._rollout_config(env, "eval"))
                 episodes = plan_episodes(env.name, tasks, source=f"eval-{split}", seed=seed)
                 with TrajectoryWriter(ctx.dir / f"eval-{split}.jsonl") as writer, ledger.phase("evaluation") as meter:
                     trajectories, stats = engine.run(episodes, writer=writer)

@@ -261,7 +261,8 @@ class RLTrainer:
     """GRPO on a task pool with ``backend`` generating; call :meth:`train`."""
 
     def __init__(self, config: RLConfig, tasks: Sequence[Task], backend: LMBackend, ledger: Ledger | None = None,
-                 resume: bool = True) -> None:
+                 resume: bool = True, make_env: Callable[[], Any] | None = None) -> None:
+        """``make_env``: the rollout engine's environment maker (e.g. Ray actors); None plays in-process."""
         config.validate()
         if not tasks:
             raise ValueError("RL needs at least one task")
@@ -282,7 +283,7 @@ class RLTrainer:
                                history=config.prompt.history, name="rl")
         self.engine = RolloutEngine(self.policy, RolloutConfig(
             env=config.env, server_url=config.server_url, max_steps=config.max_episode_steps,
-            concurrency=config.concurrency, source="rl", progress=False))
+            concurrency=config.concurrency, source="rl", progress=False), make_env=make_env)
         self.reference = self._reference_model() if config.kl_coef > 0 and config.lora is None else None
         self.iteration = int((self.learner.resumed_state or {}).get("iteration", 0))
         self.shape: ModelShape = self.learner.shape
@@ -441,14 +442,16 @@ class RLTrainer:
 
 def rollout_callback(policy: Any, env: str, ledger: Ledger | None = None, output_dir: str | Path | None = None,
                      shape: ModelShape | None = None, max_steps: int | None = None, concurrency: int = 16,
-                     server_url: str | None = None) -> RolloutFn:
+                     server_url: str | None = None, make_env: Callable[[], Any] | None = None) -> RolloutFn:
     """A :data:`~prism_train.routers.RolloutFn` over the rollout engine (for the ``difficulty`` router).
 
     Episodes are written to ``output_dir/difficulty.jsonl`` when given (an interrupted call resumes)
     and counted in ``ledger`` as phase ``routing`` (FLOPs when the policy model's ``shape`` is given).
+    ``make_env`` is the engine's environment maker (e.g. Ray actors); None plays in-process.
     """
     engine = RolloutEngine(policy, RolloutConfig(env=env, server_url=server_url, max_steps=max_steps,
-                                                 concurrency=concurrency, source="difficulty", progress=False))
+                                                 concurrency=concurrency, source="difficulty", progress=False),
+                           make_env=make_env)
     ledger = ledger or Ledger(None, strategy="difficulty")
 
     def rollout(tasks: Sequence[Task], k: int, seed: int) -> list[Trajectory]:

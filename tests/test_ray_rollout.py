@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from agents.rollout import RolloutConfig, RolloutEngine
 from agents.scripted import RandomPolicy
@@ -154,6 +155,71 @@ def test_harness_rollout_cli_with_ray_flag(cluster, tmp_path):
     assert runs["ray"] == runs["local"] and len(runs["ray"]) == 6
 
 
+# A `harness eval` that plays every kind of rollout the pipeline does: expert data, difficulty rollouts
+# (difficulty), GRPO group rollouts (rl-only) and held-out evaluation (both cells).
+TINY_EVAL = {
+    "name": "tiny-ray",
+    "envs": [{"name": "webshop", "train_split": "train", "train_tasks": 4, "eval_splits": ["test"],
+              "eval_episodes": 2, "max_steps": 3}],
+    "strategies": ["difficulty", "rl-only"],
+    "include_untrained": False,
+    "router_options": {"difficulty": {"k": 2}},
+    "seeds": [0],
+    "model": {"source": "tiny", "tiny_hidden_size": 32, "tiny_vocab_size": 512, "max_new_tokens": 8},
+    "sft": {"epochs": 1, "batch_size": 4},
+    "rl": {"iterations": 1, "tasks_per_iteration": 2, "group_size": 2},
+    "torch_threads": 1,
+    "rollout_concurrency": 4,
+}
+ROLLOUT_FILES = ("shared/*/*/expert.jsonl", "cells/*/difficulty.jsonl", "cells/*/eval-*.jsonl",
+                 "cells/*/episodes.jsonl")
+LEDGER_TIMINGS = ("wall_s", "device_s", "time")
+
+
+def _harness_eval(config: Path, run_dir: Path, *extra: str) -> str:
+    result = subprocess.run([sys.executable, "-m", "harness.cli", "eval", "--config", str(config), "--run-dir",
+                             str(run_dir), "--no-report", *extra], capture_output=True, text=True, cwd=REPO,
+                            timeout=300, env={**os.environ, "COLUMNS": "200", **LOOPBACK_ONLY})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def _eval_results(run_dir: Path) -> dict[str, Any]:
+    """Every rollout a run wrote (trajectories, per-episode results) and its ledgers without timings.
+
+    The run directory's own path (in the policy's model path) is masked: it is where, not what.
+    """
+    def lines(path: Path) -> list[Any]:
+        text = path.read_text().replace(str(run_dir), "RUN")
+        return [json.loads(line) for line in text.splitlines()]
+
+    results = {str(path.relative_to(run_dir)): sorted((_content(line) for line in lines(path)), key=json.dumps)
+               for pattern in ROLLOUT_FILES for path in run_dir.glob(pattern)}
+    results.update({str(path.relative_to(run_dir)): [{k: v for k, v in entry.items() if k not in LEDGER_TIMINGS}
+                                                     for entry in lines(path)]
+                    for path in run_dir.glob("**/ledger.jsonl")})
+    return results
+
+
+def test_harness_eval_with_ray_flag_matches_the_local_run(cluster, tmp_path):
+    head_and_worker, _ = cluster
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY_EVAL))
+    _harness_eval(config, tmp_path / "local")
+    output = _harness_eval(config, tmp_path / "ray", "--ray", head_and_worker.address, "--ray-workers", "2")
+    local, over_ray = _eval_results(tmp_path / "local"), _eval_results(tmp_path / "ray")
+    assert over_ray == local
+    kinds = {Path(name).name for name in local}
+    assert {"expert.jsonl", "difficulty.jsonl", "eval-test.jsonl", "episodes.jsonl"} <= kinds
+    episodes = [e for name, rows in local.items() if name.endswith("episodes.jsonl") for e in rows]
+    assert len(episodes) == 4 and all(e["steps"] > 0 for e in episodes)
+    assert "2 Ray actors on 2 node(s)" in output
+    # every environment step of every phase (expert, difficulty, GRPO, evaluation) was played on an actor
+    ledgers = [entry for name, rows in local.items() if name.endswith("ledger.jsonl") for entry in rows]
+    assert {"expert", "routing", "rollout", "evaluation"} <= {entry["phase"] for entry in ledgers}
+    assert f"{sum(entry['env_steps'] for entry in ledgers)} steps played on Ray actors, 0 session(s)" in output
+
+
 def test_bad_ray_input_gets_clear_errors(ray, tmp_path):
     with pytest.raises(KeyError, match="unknown environment 'nowhere'"):
         make_ray_env_provider("local", "nowhere")
@@ -170,3 +236,9 @@ def test_bad_ray_input_gets_clear_errors(ray, tmp_path):
                           capture_output=True, text=True, cwd=REPO, timeout=120, env={"PATH": "/usr/bin:/bin",
                                                                                      "COLUMNS": "200"})
     assert both.returncode != 0 and "give --ray or --server-url, not both" in both.stdout + both.stderr
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY_EVAL))
+    served = subprocess.run([sys.executable, "-m", "harness.cli", "eval", "--config", str(config), "--dry-run",
+                             "--ray", "local", "-s", "envs.0.server_url=http://127.0.0.1:9"],
+                            capture_output=True, text=True, cwd=REPO, timeout=120, env={**os.environ, "COLUMNS": "200"})
+    assert served.returncode == 2 and "give ray (--ray) or envs.0.server_url, not both" in served.stdout

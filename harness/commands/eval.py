@@ -4,15 +4,51 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from harness.config import EvalConfig
+    from harness.distributed import RayEnvProviders
 
 log = logging.getLogger(__name__)
 console = Console()
 if not console.is_terminal:  # logs and CI: wide enough for the live table
     console = Console(width=160)
+
+
+def _with_ray(cfg: EvalConfig, address: str | None, workers: int | None) -> EvalConfig:
+    """[scale-out] The config with ``--ray``/``--ray-workers`` over its ``ray`` section, validated like a file."""
+    if address is None and workers is None:
+        return cfg
+    from harness.config import validate_config
+
+    section = cfg.ray.model_dump() if cfg.ray is not None else {}
+    section.update({key: value for key, value in (("address", address), ("workers", workers)) if value is not None})
+    return validate_config({**cfg.model_dump(), "ray": section}, "--ray/--ray-workers")
+
+
+@contextmanager
+def _ray_envs(cfg: EvalConfig) -> Iterator[RayEnvProviders | None]:
+    """[scale-out] One Ray connection for the whole run (None without ``ray``), closed however the run ends."""
+    if cfg.ray is None:
+        yield None
+        return
+    from harness.commands.rollout import connect_ray
+
+    with connect_ray(cfg.ray.address, cfg.ray.workers) as envs:
+        described = envs.describe()
+        console.print(f"environment sessions: {len(described['workers'])} Ray actors on {described['nodes']} "
+                      f"node(s) at {cfg.ray.address}")
+        yield envs
+        steps = sum(worker["steps"] for worker in envs.workers.placement())
+        console.print(f"environment sessions: {steps} steps played on Ray actors, "
+                      f"{envs.describe()['recoveries']} session(s) moved off a lost actor")
 
 
 def eval_command(
@@ -24,6 +60,13 @@ def eval_command(
     dry_run: bool = typer.Option(False, help="Validate the config end to end (data, splits, strategies, model "
                                  "source, backends) and print the plan, without training."),
     report: bool = typer.Option(True, help="Write the leaderboard report into the run directory at the end."),
+    # [scale-out] Ray flags (harness.distributed), as for `harness rollout`
+    ray: str = typer.Option(None, "--ray", help="Ray cluster address (HOST:PORT, auto, or local): every rollout's "
+                                               "environment sessions run as actors spread over its nodes "
+                                               "(config: ray.address)."),
+    ray_workers: int = typer.Option(None, "--ray-workers", min=1,
+                                    help="Environment actors on the Ray cluster (default: one per CPU; "
+                                         "config: ray.workers)."),
 ) -> None:
     """Run a comparison of routing strategies and write the leaderboard report.
 
@@ -34,7 +77,7 @@ def eval_command(
     from harness.config import ConfigError, load_eval_config
 
     try:
-        cfg = load_eval_config(config, preset, set_)
+        cfg = _with_ray(load_eval_config(config, preset, set_), ray, ray_workers)
     except ConfigError as exc:
         console.print(f"[bold red]{exc}[/]")
         raise typer.Exit(2) from None
@@ -65,8 +108,8 @@ def eval_command(
         raise typer.Exit(2) from None
     console.print(f"run directory: [bold]{run.root}[/]")
     started = time.monotonic()
-    pipeline = TrainingPipeline(cfg, run)
-    with Live(console=console, refresh_per_second=2, transient=False) as live:
+    with _ray_envs(cfg) as envs, Live(console=console, refresh_per_second=2, transient=False) as live:
+        pipeline = TrainingPipeline(cfg, run, envs=envs)
         runner = EvalRunner(cfg, run, pipeline, on_update=lambda cells: live.update(render(cells, started)))
         live.update(render(runner.cells, started))
         statuses = runner.run()

@@ -4,30 +4,40 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
 from harness.commands.env import parse_options
 
+if TYPE_CHECKING:
+    from harness.distributed import RayEnvProviders
+
 console = Console()
 log = logging.getLogger(__name__)
 
 
-def _ray_provider(address: str | None, workers: int | None, config: Any) -> Any:
-    """[scale-out] The Ray session provider for ``--ray`` (None without it)."""
+def connect_ray(address: str, workers: int | None) -> RayEnvProviders:
+    """[scale-out] A command's one Ray connection and its environment actors (``RayEnvProviders``).
+
+    Shared by ``harness rollout`` and ``harness eval``: an unreachable cluster is a usage error of ``--ray``.
+    """
+    from harness.distributed import RayEnvProviders, RayUnavailableError
+
+    try:
+        return RayEnvProviders(address, workers=workers)
+    except RayUnavailableError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--ray") from None
+
+
+def _ray_envs(address: str | None, workers: int | None, config: Any) -> RayEnvProviders | None:
+    """[scale-out] The Ray environment providers for ``--ray`` (None without it)."""
     if address is None:
         return None
     if config.server_url is not None:
         raise typer.BadParameter("give --ray or --server-url, not both", param_hint="--ray")
-    from harness.distributed import RayUnavailableError, make_ray_env_provider
-
-    try:
-        return make_ray_env_provider(address, config.env, workers=workers, max_steps=config.max_steps,
-                                     env_options=config.env_options)
-    except RayUnavailableError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--ray") from None
+    return connect_ray(address, workers)
 
 
 def rollout(
@@ -74,7 +84,8 @@ def rollout(
     try:
         config = RolloutConfig(env=env, server_url=server_url, max_steps=max_steps, concurrency=concurrency,
                                record_tokens=record_tokens, env_options=parse_options(env_option, "--env-option"))
-        provider = _ray_provider(ray, ray_workers, config)  # [scale-out]
+        ray_envs = _ray_envs(ray, ray_workers, config)  # [scale-out]
+        provider = ray_envs.provider(config.env, config.max_steps, config.env_options) if ray_envs else None
         engine = RolloutEngine(agent, config, make_env=provider)
     except (UnknownEnvError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -85,8 +96,8 @@ def rollout(
             _, stats = engine.run(episodes, writer)
     finally:
         agent.close()
-        if provider is not None:  # [scale-out]
-            provider.close()
+        if ray_envs is not None:  # [scale-out]
+            ray_envs.close()
     console.print(
         f"[bold]{env} {split}[/] {policy}: {stats.episodes} episodes ({stats.skipped} already done, "
         f"{stats.failed} failed), success {stats.success_rate:.1%}, score {100 * stats.mean_reward:.1f}, "

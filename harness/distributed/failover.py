@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -174,6 +174,13 @@ class FailoverEnv:
                 raise ReplayMismatchError(f"replayed step {index} gave reward {replayed_reward}, not {reward}")
         self._stats.add(len(episode.steps))
         log.info("session moved to %s after %d replayed step(s)", self._session.host, len(episode.steps))
+
+
+class EnvProviders(Protocol):
+    """A ``make_env`` per environment configuration, for a run that plays several (e.g. Ray actors)."""
+
+    def provider(self, env: str, max_steps: int | None = None,
+                 env_options: Mapping[str, Any] | None = None) -> Callable[[], Any]: ...
 
 
 def _check_replay(observation: str, expected: str, where: str) -> None:

@@ -12,11 +12,19 @@ workers by replay (:mod:`harness.distributed.failover`). Ray is imported only wh
     provider = make_ray_env_provider("127.0.0.1:6379", "webshop", workers=4)
     with provider:
         RolloutEngine(policy, RolloutConfig(env="webshop", concurrency=16), make_env=provider).run(episodes)
+
+A run that plays several environment configurations (``harness eval``: each environment, the expert
+under the environment's step cap beside the agent under the configured one) connects once and starts
+the actors once, with :class:`RayEnvProviders`: a worker hosts sessions of any configuration.
+
+    with RayEnvProviders("127.0.0.1:6379", workers=4) as envs:
+        RolloutEngine(policy, config, make_env=envs.provider("webshop", max_steps=6)).run(episodes)
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import math
 import os
@@ -67,23 +75,24 @@ def _check_reachable(address: str) -> None:
         ) from exc
 
 
+def _config_key(env: str, max_steps: int | None, env_options: Mapping[str, Any]) -> str:
+    """One string per environment configuration (options are unhashable mappings)."""
+    return json.dumps([env, max_steps, env_options], sort_keys=True, default=repr)
+
+
 class EnvWorker:
-    """Hosts sessions of one environment configuration in a Ray actor (one process on one node)."""
+    """Hosts environment sessions, of any configuration, in a Ray actor (one process on one node)."""
 
-    def __init__(self, env: str, max_steps: int, env_options: Mapping[str, Any]) -> None:
+    def __init__(self) -> None:
         import environments  # noqa: F401 - registers the Gymnasium ids
-        from environments.core.registry import get_env_spec
 
-        self._spec = get_env_spec(env)
-        self._max_steps = max_steps
-        self._env_options = dict(env_options)
-        self._envs: dict[int, Any] = {}
-        self._idle: list[Any] = []  # environments of closed sessions, kept warm for the next ones
+        self._envs: dict[int, tuple[str, Any]] = {}  # session -> (configuration, environment)
+        self._idle: dict[str, list[Any]] = {}  # environments of closed sessions by configuration, kept warm
         self._ids = itertools.count(1)  # never reused: a stale id is an error, not another episode
         self._steps = 0
 
-    def open(self) -> int:
-        """A new session id; its environment is a warm one when a closed session left one.
+    def open(self, env: str, max_steps: int, env_options: Mapping[str, Any]) -> int:
+        """A new session id; its environment is a warm one when a closed session of its configuration left one.
 
         Every session starts with a reset (the driver refuses a step before it), so a reused
         environment carries nothing over; what it saves is the engine's start-up (ALFWorld: a game
@@ -91,15 +100,18 @@ class EnvWorker:
         """
         import gymnasium
 
-        env = self._idle.pop() if self._idle else gymnasium.make(
-            self._spec.gym_id, max_steps=self._max_steps, **self._env_options)
+        from environments.core.registry import get_env_spec
+
+        key = _config_key(env, max_steps, env_options)
+        idle = self._idle.get(key)
+        made = idle.pop() if idle else gymnasium.make(get_env_spec(env).gym_id, max_steps=max_steps, **env_options)
         session = next(self._ids)
-        self._envs[session] = env
+        self._envs[session] = (key, made)
         return session
 
     def _env(self, session: int) -> Any:
         try:
-            return self._envs[session]
+            return self._envs[session][1]
         except KeyError:
             raise KeyError(f"no open session {session} on this worker") from None
 
@@ -111,20 +123,22 @@ class EnvWorker:
         return self._env(session).step(action)
 
     def close(self, session: int) -> None:
-        env = self._envs.pop(session, None)
+        key, env = self._envs.pop(session, (None, None))
         if env is not None:
-            self._idle.append(env)
+            self._idle.setdefault(key, []).append(env)
 
     def where(self) -> dict[str, Any]:
         """Where this worker runs and what it has done (placement checks, benchmarks)."""
         import ray
 
         return {"node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
-                "pid": os.getpid(), "sessions": len(self._envs), "idle_envs": len(self._idle), "steps": self._steps}
+                "pid": os.getpid(), "sessions": len(self._envs), "idle_envs": sum(map(len, self._idle.values())),
+                "steps": self._steps}
 
     def shutdown(self) -> None:
         """Close every environment (engines with child processes stop them) before the actor is killed."""
-        envs, self._envs, self._idle = [*self._envs.values(), *self._idle], {}, []
+        envs = [env for _, env in self._envs.values()] + [env for idle in self._idle.values() for env in idle]
+        self._envs, self._idle = {}, {}
         for env in envs:
             env.close()
 
@@ -142,7 +156,7 @@ class _Worker:
 class _RaySession:
     """A :class:`HostedSession` on one :class:`EnvWorker`."""
 
-    hosts: RayHosts
+    workers: RayWorkers
     worker: _Worker
     session: int
 
@@ -151,34 +165,27 @@ class _RaySession:
         return self.worker.name
 
     def reset(self, seed: int | None, options: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
-        return self.hosts.get(self.worker, self.worker.actor.reset.remote(self.session, seed, options))
+        return self.workers.get(self.worker, self.worker.actor.reset.remote(self.session, seed, options))
 
     def step(self, action: str) -> StepResult:
-        return self.hosts.get(self.worker, self.worker.actor.step.remote(self.session, action))
+        return self.workers.get(self.worker, self.worker.actor.step.remote(self.session, action))
 
     def close(self) -> None:
-        self.hosts.release(self)
+        self.workers.release(self.worker, self.session)
 
 
-class RayHosts:
-    """The :class:`~harness.distributed.failover.SessionHosts` of a set of :class:`EnvWorker` actors."""
+class RayWorkers:
+    """A connection to a Ray cluster and a set of :class:`EnvWorker` actors spread over its nodes."""
 
-    def __init__(self, address: str, env: str, *, workers: int | None = None, cpus_per_worker: float = 1.0,
-                 max_steps: int | None = None, env_options: Mapping[str, Any] | None = None,
+    def __init__(self, address: str, *, workers: int | None = None, cpus_per_worker: float = 1.0,
                  call_timeout_s: float = 600.0, start_timeout_s: float = 300.0,
                  runtime_env: Mapping[str, Any] | None = None) -> None:
-        from environments.core.registry import get_env_spec
-
         if not address:
             raise ValueError(f"give a Ray address (host:port, ray://host:port, auto) or {LOCAL!r}")
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         if cpus_per_worker <= 0 or call_timeout_s <= 0 or start_timeout_s <= 0:
             raise ValueError("cpus_per_worker, call_timeout_s and start_timeout_s must be positive")
-        spec = get_env_spec(env)  # unknown names fail here, with the installed ones listed
-        self.env = env
-        self.max_steps = max_steps or spec.default_max_steps
-        self.env_options = dict(env_options or {})
         self.cpus_per_worker = cpus_per_worker
         self.call_timeout_s = call_timeout_s
         self.start_timeout_s = start_timeout_s
@@ -220,8 +227,7 @@ class RayHosts:
         actor_class = ray.remote(EnvWorker).options(
             num_cpus=self.cpus_per_worker, max_restarts=0, scheduling_strategy="SPREAD",
         )
-        started = [_Worker(actor_class.remote(self.env, self.max_steps, self.env_options),
-                           f"ray-worker-{next(self._names)}") for _ in range(count)]
+        started = [_Worker(actor_class.remote(), f"ray-worker-{next(self._names)}") for _ in range(count)]
         refs = [worker.actor.where.remote() for worker in started]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=self.start_timeout_s)
         if len(ready) < len(refs):
@@ -235,18 +241,18 @@ class RayHosts:
             worker.node_id = where["node_id"]
         with self._lock:
             self._workers += started
-        log.info("%d %s worker(s) on %d node(s)", count, self.env, len({w.node_id for w in started}))
+        log.info("%d environment worker(s) on %d node(s)", count, len({w.node_id for w in started}))
 
-    # -- SessionHosts -----------------------------------------------------------------------------------
-    def open(self) -> HostedSession:
+    def open(self, env: str, max_steps: int, env_options: Mapping[str, Any]) -> tuple[_Worker, int]:
+        """A new session of this configuration on the least-loaded live worker: (worker, session id)."""
         with self._lock:
             live = [worker for worker in self._workers if worker.alive]
             if not live:
-                raise NoLiveHostError(f"every {self.env} worker is gone; no session can be opened")
-            worker = min(live, key=lambda w: w.sessions)  # the least loaded; ties go to the oldest
+                raise NoLiveHostError(f"every environment worker is gone; no {env} session can be opened")
+            worker = min(live, key=lambda w: w.sessions)  # ties go to the oldest
             worker.sessions += 1
         try:
-            return _RaySession(self, worker, self.get(worker, worker.actor.open.remote()))
+            return worker, self.get(worker, worker.actor.open.remote(env, max_steps, dict(env_options)))
         except BaseException as exc:
             with self._lock:
                 worker.sessions -= 1
@@ -254,12 +260,11 @@ class RayHosts:
                 self._drop(worker, exc)
             raise
 
-    def lost(self, session: HostedSession, error: BaseException) -> None:
-        if not isinstance(session, _RaySession):
-            raise TypeError(f"not a session of these Ray workers: {session!r}")
+    def lost(self, worker: _Worker, error: BaseException) -> None:
+        """A session on ``worker`` failed with ``error`` and moves to another worker."""
         with self._lock:
-            session.worker.sessions -= 1  # it moves to another worker
-        self._drop(session.worker, error)
+            worker.sessions -= 1
+        self._drop(worker, error)
 
     def _drop(self, worker: _Worker, error: BaseException) -> None:
         with self._lock:
@@ -269,13 +274,12 @@ class RayHosts:
         log.warning("environment worker %s on node %s lost: %s", worker.name, worker.node_id[:12], error)
         self._ray.kill(worker.actor, no_restart=True)  # a worker that merely stalled must not keep playing
 
-    def release(self, session: _RaySession) -> None:
-        worker = session.worker
+    def release(self, worker: _Worker, session: int) -> None:
         with self._lock:
             worker.sessions -= 1
             alive = worker.alive
         if alive:
-            self.get(worker, worker.actor.close.remote(session.session))
+            self.get(worker, worker.actor.close.remote(session))
 
     def get(self, worker: _Worker, ref: Any) -> Any:
         """The result of a call on ``worker``; its death (or silence) becomes :class:`HostLostError`."""
@@ -289,8 +293,7 @@ class RayHosts:
         with self._lock:
             workers = [{"name": w.name, "node_id": w.node_id, "sessions": w.sessions, "alive": w.alive}
                        for w in self._workers]
-        return {"backend": "ray", "env": self.env, "workers": workers,
-                "nodes": len({w["node_id"] for w in workers if w["alive"]})}
+        return {"backend": "ray", "workers": workers, "nodes": len({w["node_id"] for w in workers if w["alive"]})}
 
     def placement(self) -> list[dict[str, Any]]:
         """Each live worker's own report (node, pid, sessions, steps played)."""
@@ -312,6 +315,40 @@ class RayHosts:
             self._owns_ray = False
 
 
+class RayHosts:
+    """The :class:`~harness.distributed.failover.SessionHosts` of one environment configuration on some workers."""
+
+    def __init__(self, workers: RayWorkers, env: str, *, max_steps: int | None = None,
+                 env_options: Mapping[str, Any] | None = None, owns_workers: bool = False) -> None:
+        from environments.core.registry import get_env_spec
+
+        spec = get_env_spec(env)  # unknown names fail here, with the installed ones listed
+        self.workers = workers
+        self.env = env
+        self.max_steps = max_steps or spec.default_max_steps
+        self.env_options = dict(env_options or {})
+        self._owns_workers = owns_workers
+
+    def open(self) -> HostedSession:
+        return _RaySession(self.workers, *self.workers.open(self.env, self.max_steps, self.env_options))
+
+    def lost(self, session: HostedSession, error: BaseException) -> None:
+        if not isinstance(session, _RaySession) or session.workers is not self.workers:
+            raise TypeError(f"not a session of these Ray workers: {session!r}")
+        self.workers.lost(session.worker, error)
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.workers.describe(), "env": self.env}
+
+    def placement(self) -> list[dict[str, Any]]:
+        return self.workers.placement()
+
+    def close(self) -> None:
+        """Stops the workers if they are this configuration's alone (shared ones are closed by their owner)."""
+        if self._owns_workers:
+            self.workers.close()
+
+
 def make_ray_env_provider(address: str, env_name: str, *, workers: int | None = None, cpus_per_worker: float = 1.0,
                           max_steps: int | None = None, env_options: Mapping[str, Any] | None = None,
                           max_recoveries: int = 3, call_timeout_s: float = 600.0,
@@ -325,6 +362,54 @@ def make_ray_env_provider(address: str, env_name: str, *, workers: int | None = 
     single-node Ray. Close the provider (or use it as a context manager) to stop the actors; Ray itself
     is shut down only if the provider started it.
     """
-    hosts = RayHosts(address, env_name, workers=workers, cpus_per_worker=cpus_per_worker, max_steps=max_steps,
-                     env_options=env_options, call_timeout_s=call_timeout_s, runtime_env=runtime_env)
+    from environments.core.registry import get_env_spec
+
+    get_env_spec(env_name)  # an unknown name fails before Ray is touched
+    pool = RayWorkers(address, workers=workers, cpus_per_worker=cpus_per_worker, call_timeout_s=call_timeout_s,
+                      runtime_env=runtime_env)
+    hosts = RayHosts(pool, env_name, max_steps=max_steps, env_options=env_options, owns_workers=True)
     return EnvProvider(hosts, max_recoveries=max_recoveries)
+
+
+class RayEnvProviders:
+    """Environment providers for a whole run on one Ray connection and one set of actors.
+
+    :meth:`provider` gives the ``make_env`` of one environment configuration, made once and kept;
+    every configuration shares the actors, so a run playing several of them neither reconnects nor
+    has sets of actors compete for the cluster's CPUs. Close it (or use it as a context manager) to
+    stop the actors; Ray itself is shut down only if this object started it.
+    """
+
+    def __init__(self, address: str, *, workers: int | None = None, cpus_per_worker: float = 1.0,
+                 max_recoveries: int = 3, call_timeout_s: float = 600.0,
+                 runtime_env: Mapping[str, Any] | None = None) -> None:
+        if max_recoveries < 0:
+            raise ValueError(f"max_recoveries must be >= 0, got {max_recoveries}")
+        self.workers = RayWorkers(address, workers=workers, cpus_per_worker=cpus_per_worker,
+                                  call_timeout_s=call_timeout_s, runtime_env=runtime_env)
+        self.max_recoveries = max_recoveries
+        self._providers: dict[str, EnvProvider] = {}
+
+    def provider(self, env: str, max_steps: int | None = None,
+                 env_options: Mapping[str, Any] | None = None) -> EnvProvider:
+        """The ``make_env`` for rollouts of ``env`` with this step cap (None: the environment's) and options."""
+        key = _config_key(env, max_steps, env_options or {})
+        if key not in self._providers:
+            hosts = RayHosts(self.workers, env, max_steps=max_steps, env_options=env_options)
+            self._providers[key] = EnvProvider(hosts, max_recoveries=self.max_recoveries)
+        return self._providers[key]
+
+    def describe(self) -> dict[str, Any]:
+        """Workers, nodes and how many sessions had to move, over every configuration."""
+        providers = list(self._providers.values())
+        return {**self.workers.describe(), "recoveries": sum(p.stats.recoveries for p in providers),
+                "replayed_steps": sum(p.stats.replayed_steps for p in providers)}
+
+    def close(self) -> None:
+        self.workers.close()
+
+    def __enter__(self) -> RayEnvProviders:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
