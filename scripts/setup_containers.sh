@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# What the marked suites `containers` and `ray` need beyond scripts/setup.sh: a container runtime
-# that works on these machines (podman + runc, debootstrap for the base root, podman-compose) and
-# Ray in .venv. Safe to re-run: skips what is already there. The images themselves are built (and
-# cached) by containers/build.py when the suite first needs them; run it here with --images.
-#   bash scripts/setup_containers.sh [--images]
+# What the marked suite `containers` needs beyond scripts/setup.sh: a container runtime that works on
+# these machines (podman + runc, debootstrap for the base root, podman-compose); it also runs
+# scripts/setup_ray.sh, so that Ray is in .venv as before. Safe to re-run: skips what is already
+# there. The images are built (and cached) by containers/build.py when the suite first needs
+# them, or here with --images: the default ones (webshop, alfworld) or the targets named after it.
+#   bash scripts/setup_containers.sh [--images [webshop alfworld vllm]]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,13 +24,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 [ -x .venv/bin/python ] || bash scripts/setup.sh
-if ! .venv/bin/python -c "import ray" >/dev/null 2>&1; then
-  echo "[setup_containers] installing Ray into .venv"
-  .venv/bin/python -m pip install -q "ray==2.60.*"
-fi
+bash scripts/setup_ray.sh
 
 if [ "${1:-}" = "--images" ]; then
-  .venv/bin/python containers/build.py
+  shift
+  .venv/bin/python containers/build.py "$@"
 fi
 echo "[setup_containers] ready: $(podman --version), runc $(runc --version | head -1 | awk '{print $3}'), \
 ray $(.venv/bin/python -c 'import ray; print(ray.__version__)')"
