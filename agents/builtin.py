@@ -17,15 +17,18 @@ LM_OPTIONS = {
     "prompt_style": "react (default: ReAct/AgentGym chat) or verl (verl-agent single turn)",
     "few_shot": "show the worked example episode (default true)",
     "history": "past steps shown in the prompt (default: the environment's; 'all' for every step)",
+    "grounding": "none (default: inadmissible actions are sent as written) or nearest (send the nearest admissible)",
 }
 
 
 def _lm_policy(backend: Any, name: str, max_new_tokens: int = 128, temperature: float = 0.0, top_p: float = 1.0,
-               prompt_style: str = "react", few_shot: bool = True, history: Any = "default") -> LMPolicy:
+               prompt_style: str = "react", few_shot: bool = True, history: Any = "default",
+               grounding: str = "none") -> LMPolicy:
     sampling = SamplingParams(max_new_tokens=int(max_new_tokens), temperature=float(temperature), top_p=float(top_p))
     if history in ("all", "none", None):
         history = None
-    return LMPolicy(backend, sampling, prompt_style=prompt_style, few_shot=bool(few_shot), history=history, name=name)
+    return LMPolicy(backend, sampling, prompt_style=prompt_style, few_shot=bool(few_shot), history=history, name=name,
+                    grounding=grounding)
 
 
 def _transformers(*, model: str, dtype: str = "float32", adapter: str | None = None, max_batch_size: int = 32,

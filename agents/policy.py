@@ -149,6 +149,7 @@ class ActionSample:
     logprobs: list[float] | None = None
     prompt_tokens: int | None = None
     finish_reason: str = "scripted"
+    grounded_from: str | None = None  # the parsed action that grounding replaced with ``action``
 
     @property
     def generated_tokens(self) -> int:
@@ -186,7 +187,8 @@ class LMPolicy(Policy):
     """A language model as an agent: prompt format + backend + action parsing."""
 
     def __init__(self, backend: LMBackend, sampling: SamplingParams | None = None, prompt_style: str = "react",
-                 few_shot: bool = True, history: int | None | str = "default", name: str | None = None) -> None:
+                 few_shot: bool = True, history: int | None | str = "default", name: str | None = None,
+                 grounding: str = "none") -> None:
         from agents.prompts import get_prompt_format
 
         self.backend = backend
@@ -194,6 +196,7 @@ class LMPolicy(Policy):
         self.prompt_style = prompt_style
         self.few_shot = few_shot
         self.history = history
+        self.grounding = grounding
         self.name = name or backend.kind
         self._formats: dict[str, Any] = {}
         self._get_format = get_prompt_format
@@ -201,7 +204,8 @@ class LMPolicy(Policy):
 
     def prompt_format(self, env: str):
         if env not in self._formats:
-            self._formats[env] = self._get_format(env, self.prompt_style, few_shot=self.few_shot, history=self.history)
+            self._formats[env] = self._get_format(env, self.prompt_style, few_shot=self.few_shot, history=self.history,
+                                                  grounding=self.grounding)
         return self._formats[env]
 
     def act(self, turns: Sequence[AgentTurn], n: int = 1) -> list[list[ActionSample]]:
@@ -221,7 +225,7 @@ class LMPolicy(Policy):
 
     @staticmethod
     def _to_action(fmt, turn: AgentTurn, gen: Generation) -> ActionSample:
-        parsed = fmt.parse(gen.text, turn.available_actions)
+        parsed = fmt.parse(gen.text, turn.available_actions, turn.task)
         return ActionSample(
             action=parsed.action,
             output=gen.text,
@@ -231,6 +235,7 @@ class LMPolicy(Policy):
             logprobs=gen.logprobs,
             prompt_tokens=gen.prompt_tokens,
             finish_reason=gen.finish_reason,
+            grounded_from=parsed.grounded_from,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -242,7 +247,8 @@ class LMPolicy(Policy):
                 "temperature": self.sampling.temperature,
                 "top_p": self.sampling.top_p,
             },
-            "prompt": {"style": self.prompt_style, "few_shot": self.few_shot, "history": self.history},
+            "prompt": {"style": self.prompt_style, "few_shot": self.few_shot, "history": self.history,
+                       "grounding": self.grounding},
         }
 
     def close(self) -> None:

@@ -317,6 +317,8 @@ class RolloutEngine:
             record["thought"] = answer.thought
         if answer.parse_error is not None:
             record["parse_error"] = answer.parse_error
+        if answer.grounded_from is not None:
+            record["grounded_from"] = answer.grounded_from
         if self.config.record_tokens and answer.token_ids is not None:
             record["token_ids"] = answer.token_ids
             record["logprobs"] = answer.logprobs

@@ -46,6 +46,9 @@ class ModelConfig(_Section):
     max_new_tokens: int = Field(48, ge=1, description="Generation budget per action.")
     few_shot: bool = Field(False, description="Show a worked example in the prompt (longer prompts).")
     history: int | None = Field(2, ge=0, description="Past steps shown in the prompt; null: all of them.")
+    grounding: Literal["none", "nearest"] = Field(
+        "none", description="'none': an inadmissible action is sent as written (the benchmarks' rule); 'nearest': "
+        "the agent sends the most similar admissible action instead (Huang et al., 2022). Same for every strategy.")
     server_url: str | None = Field(None, description="OpenAI-compatible server for the 'openai'/'vllm' backends.")
 
 
@@ -78,7 +81,6 @@ class RayConfig(_Section):
 class ProbeConfig(_Section):
     normalize_by_size: bool = Field(False, description="Divide each gradient norm by sqrt(matrix size).")
     batch_size: int = Field(8, ge=1)
-    max_seq_len: int = Field(1024, ge=16)
 
 
 class SFTConfig(_Section):
@@ -86,7 +88,8 @@ class SFTConfig(_Section):
     learning_rate: float = Field(1e-3, gt=0)
     batch_size: int = Field(8, ge=1)
     grad_accum: int = Field(1, ge=1)
-    max_seq_len: int = Field(1024, ge=16)
+    max_seq_len: int = Field(1024, ge=16, description="Longest step (prompt + action) in tokens, for SFT, GRPO and "
+                             "the probe; longer steps are left out with a warning.")
 
 
 class RLConfig(_Section):

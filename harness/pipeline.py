@@ -271,6 +271,7 @@ class TrainingPipeline:
         from prism_train.formatting import PromptConfig
 
         return PromptConfig(style="react", few_shot=self.cfg.model.few_shot, history=self.cfg.model.history,
+                            grounding=self.cfg.model.grounding,
                             max_length=self.cfg.sft.max_seq_len)
 
     def _policy(self, model_dir: Path, temperature: float, adapter: Path | None = None):
@@ -280,6 +281,7 @@ class TrainingPipeline:
         options = {"adapter": str(adapter)} if adapter else {}
         return make_policy(self.cfg.model.backend, model=str(model_dir), max_new_tokens=self.cfg.model.max_new_tokens,
                            temperature=temperature, few_shot=self.cfg.model.few_shot, history=self.cfg.model.history,
+                           grounding=self.cfg.model.grounding,
                            **options)
 
     def _rollout_config(self, env: EnvRunConfig, source: str, capped: bool = True):

@@ -37,6 +37,7 @@ class PromptConfig:
     few_shot: bool = True
     history: int | None | str = "default"
     max_length: int = 4096
+    grounding: str = "none"  # how the rollout policy grounds actions; does not change the tokens
 
 
 def step_output(step: Step) -> str:

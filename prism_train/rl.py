@@ -280,7 +280,7 @@ class RLTrainer:
         self.policy = LMPolicy(backend, SamplingParams(max_new_tokens=config.max_new_tokens,
                                                        temperature=config.temperature, top_p=config.top_p),
                                prompt_style=config.prompt.style, few_shot=config.prompt.few_shot,
-                               history=config.prompt.history, name="rl")
+                               history=config.prompt.history, name="rl", grounding=config.prompt.grounding)
         self.engine = RolloutEngine(self.policy, RolloutConfig(
             env=config.env, server_url=config.server_url, max_steps=config.max_episode_steps,
             concurrency=config.concurrency, source="rl", progress=False), make_env=make_env)

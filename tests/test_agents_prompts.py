@@ -44,6 +44,30 @@ def test_alfworld_variants(reply, action):
     assert parsed.action == action and parsed.error is None
 
 
+@pytest.mark.parametrize(("env", "reply", "available", "action"), [
+    ("webshop", "click[b09lskqf8x]", WEBSHOP_ACTIONS, "click[b09lskqf8c]"),
+    ("webshop", "click[buy nw]", WEBSHOP_ACTIONS, "click[Buy Now]"),
+    ("webshop", "search[b09lskqf8c]", WEBSHOP_ACTIONS, "click[b09lskqf8c]"),  # no search bar on this page
+    ("webshop", "search[red shoe]", {"has_search_bar": True, "clickables": ["search"]}, "search[red shoes size 9]"),
+    ("alfworld", "go to countertop 7", ALFWORLD_ACTIONS, "go to countertop 1"),
+    ("alfworld", "take apple from counter", ALFWORLD_ACTIONS, "take apple 1 from countertop 1"),
+    ("alfworld", "think: where is it", ALFWORLD_ACTIONS, "think: where is it"),
+    ("alfworld", "look", ALFWORLD_ACTIONS, "look"),
+])
+def test_nearest_grounding_sends_the_most_similar_admissible_action(env, reply, available, action):
+    parsed = get_prompt_format(env, grounding="nearest").parse(reply, available, task="red shoes size 9")
+    assert parsed.action == action and parsed.error is None
+    assert parsed.grounded_from == (None if action.lower() == reply.lower() else get_prompt_format(env).parse(
+        reply, available).action)
+
+
+def test_without_grounding_inadmissible_actions_are_sent_as_written():
+    assert get_prompt_format("webshop").parse("click[b09lskqf8x]", WEBSHOP_ACTIONS).action == "click[b09lskqf8x]"
+    assert get_prompt_format("alfworld").parse("go to countertop 7", ALFWORLD_ACTIONS).action == "go to countertop 7"
+    with pytest.raises(ValueError, match="unknown grounding"):
+        get_prompt_format("webshop", grounding="closest")
+
+
 def test_thoughts_are_kept():
     parsed = get_prompt_format("webshop").parse("Thought: cheap and matching.\nAction: click[next >]", WEBSHOP_ACTIONS)
     assert parsed.thought == "cheap and matching."

@@ -19,13 +19,13 @@ def register_env_prompt(prompt: EnvPrompt) -> None:
 
 
 def get_prompt_format(env: str, style: str = "react", few_shot: bool = True,
-                      history: int | None | str = "default") -> PromptFormat:
+                      history: int | None | str = "default", grounding: str = "none") -> PromptFormat:
     """The prompt format for ``env`` in ``style``; clear errors for unknown names."""
     if env not in ENV_PROMPTS:
         raise ValueError(f"no prompts for environment {env!r}; known: {', '.join(sorted(ENV_PROMPTS))}")
     if style not in STYLES:
         raise ValueError(f"unknown prompt style {style!r}; known: {', '.join(sorted(STYLES))}")
-    return STYLES[style](ENV_PROMPTS[env], few_shot=few_shot, history=history)
+    return STYLES[style](ENV_PROMPTS[env], few_shot=few_shot, history=history, grounding=grounding)
 
 
 __all__ = ["ENV_PROMPTS", "STYLES", "EnvPrompt", "ParsedAction", "PromptFormat", "get_prompt_format",

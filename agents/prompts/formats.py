@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.policy import AgentTurn, Message
+from agents.prompts.grounding import check_mode, nearest
 from agents.prompts.parsing import extract, fallback_action
 
 
@@ -34,6 +35,7 @@ class ParsedAction:
     thought: str | None = None
     error: str | None = None
     variant: str = ""
+    grounded_from: str | None = None  # the action as parsed, when grounding replaced it
 
 
 Normalizer = Callable[[str, Any], tuple[str | None, str | None]]
@@ -62,9 +64,11 @@ class PromptFormat(ABC):
     style: str = ""
     stop: tuple[str, ...] = ()
 
-    def __init__(self, prompt: EnvPrompt, few_shot: bool = True, history: int | None | str = "default") -> None:
+    def __init__(self, prompt: EnvPrompt, few_shot: bool = True, history: int | None | str = "default",
+                 grounding: str = "none") -> None:
         self.prompt = prompt
         self.few_shot = few_shot
+        self.grounding = check_mode(grounding)
         self.history = prompt.default_history.get(self.style) if history == "default" else history
         if self.history is not None and (not isinstance(self.history, int) or self.history < 0):
             raise ValueError(f"history must be >= 0 or None, got {self.history}")
@@ -73,7 +77,7 @@ class PromptFormat(ABC):
     def messages(self, turn: AgentTurn) -> list[Message]:
         """The chat conversation for ``turn``."""
 
-    def parse(self, text: str, available_actions: Any) -> ParsedAction:
+    def parse(self, text: str, available_actions: Any, task: str = "") -> ParsedAction:
         found = extract(text, self.prompt.syntax)
         if found.candidate is None and found.thought and self.prompt.thought_action:
             return ParsedAction(self.prompt.thought_action.format(found.thought), found.thought, None, "thought_only")
@@ -82,7 +86,21 @@ class PromptFormat(ABC):
         action, error = self.prompt.normalize(found.candidate, available_actions)
         if action is None:
             return ParsedAction(fallback_action(found.candidate), found.thought, error, found.variant)
+        grounded = self._ground(action, available_actions, task)
+        if grounded != action:
+            return ParsedAction(grounded, found.thought, None, found.variant, grounded_from=action)
         return ParsedAction(action, found.thought, None, found.variant)
+
+    def _ground(self, action: str, available_actions: Any, task: str) -> str:
+        """With ``nearest`` grounding, the most similar of the actions a scripted agent may send here
+        (``EnvPrompt.concrete_actions``); thinking actions pass, they are always allowed."""
+        if self.grounding != "nearest":
+            return action
+        thinking = self.prompt.thought_action and action.startswith(self.prompt.thought_action.split("{}")[0])
+        candidates = self.prompt.concrete_actions(available_actions, task)
+        if thinking or not candidates or action in candidates:
+            return action
+        return nearest(action, candidates) or action
 
     def _recent(self, turn: AgentTurn):
         if self.history is None:
@@ -90,7 +108,7 @@ class PromptFormat(ABC):
         return turn.history[len(turn.history) - self.history:] if self.history else []
 
     def describe(self) -> dict[str, Any]:
-        return {"style": self.style, "few_shot": self.few_shot, "history": self.history}
+        return {"style": self.style, "few_shot": self.few_shot, "history": self.history, "grounding": self.grounding}
 
 
 class ReActFormat(PromptFormat):
