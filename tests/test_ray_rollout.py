@@ -22,6 +22,7 @@ from agents.scripted import RandomPolicy
 from agents.tasks import plan_episodes, split_tasks
 from environments.core.trajectory import Trajectory, TrajectoryWriter, read_trajectories
 from harness.distributed import RayUnavailableError, make_ray_env_provider
+from tests.test_eval_pipeline import TINY
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
@@ -157,20 +158,9 @@ def test_harness_rollout_cli_with_ray_flag(cluster, tmp_path):
 
 # A `harness eval` that plays every kind of rollout the pipeline does: expert data, difficulty rollouts
 # (difficulty), GRPO group rollouts (rl-only) and held-out evaluation (both cells).
-TINY_EVAL = {
-    "name": "tiny-ray",
-    "envs": [{"name": "webshop", "train_split": "train", "train_tasks": 4, "eval_splits": ["test"],
-              "eval_episodes": 2, "max_steps": 3}],
-    "strategies": ["difficulty", "rl-only"],
-    "include_untrained": False,
-    "router_options": {"difficulty": {"k": 2}},
-    "seeds": [0],
-    "model": {"source": "tiny", "tiny_hidden_size": 32, "tiny_vocab_size": 512, "max_new_tokens": 8},
-    "sft": {"epochs": 1, "batch_size": 4},
-    "rl": {"iterations": 1, "tasks_per_iteration": 2, "group_size": 2},
-    "torch_threads": 1,
-    "rollout_concurrency": 4,
-}
+TINY_EVAL = {**TINY, "name": "tiny-ray", "strategies": ["difficulty", "rl-only"], "include_untrained": False,
+             "router_options": {"difficulty": {"k": 2}},
+             "rl": {"iterations": 1, "tasks_per_iteration": 2, "group_size": 2}}
 ROLLOUT_FILES = ("shared/*/*/expert.jsonl", "cells/*/difficulty.jsonl", "cells/*/eval-*.jsonl",
                  "cells/*/episodes.jsonl")
 LEDGER_TIMINGS = ("wall_s", "device_s", "time")
