@@ -6,17 +6,18 @@ down) the gradient of that loss is ``G_i = Σ_t g_{i,t} x_{i,t}ᵀ`` (``g`` the 
 output, ``x`` its input), and the probe reports ``‖G_i‖_F``.
 
 :func:`batched_norms` gets these for a whole batch in one forward and one backward pass without
-forming any per-sample gradient: forward hooks keep each layer's inputs, tensor hooks on the layer
-outputs receive ``g``, and per sample
+forming any per-sample gradient: forward hooks keep each layer's input (the tensor itself, shared by
+the projections that read it), tensor hooks on the layer outputs receive ``g``, and per sample, over
+its real tokens only (``T`` of them, all its rows; padding is never copied or multiplied)
 
 * Gram form: ``‖G‖² = Σ_{t,s} (g_t·g_s)(x_t·x_s)`` = ``sum((X Xᵀ) ⊙ (Γ Γᵀ))``, cost ``T²(d_in+d_out)``;
-* outer form: ``‖Γᵀ X‖²``, cost ``T·d_in·d_out``;
+* outer form: ``‖Σ_rows Γᵀ X‖²``, cost ``T·d_in·d_out`` (what the weight gradient itself costs);
 
-whichever is cheaper for that layer and batch. The batch loss is the *sum* over samples of each
-sample's mean, so each sample's output-gradients are exactly those of its own loss. Padding is
-removed by gathering each sample's real tokens (from all its rows) before the products. No weight
+whichever is cheaper for that sample and layer. The batch loss is the *sum* over samples of each
+sample's mean, so each sample's output-gradients are exactly those of its own loss. No weight
 gradient is computed at all (every parameter is frozen; the embedding output is the only leaf that
-requires grad).
+requires grad). :func:`probe_batches` sizes the batches: large on a GPU, small on a CPU
+(:func:`default_batch_tokens`).
 
 :func:`naive_norms` is the reference: one backward per trajectory, reading ``.grad``.
 """
@@ -50,7 +51,8 @@ class ProbeConfig:
     """How the probe batches and what it measures.
 
     ``batch_size`` trajectories per forward/backward, fewer when ``max_batch_tokens`` (rows × padded
-    length) would be exceeded; ``projections`` the module names probed in every layer;
+    length; ``None``: :func:`default_batch_tokens` for the model's device) would be exceeded;
+    ``projections`` the module names probed in every layer;
     ``normalization`` of norms by matrix size before the statistics (``none``, ``numel``,
     ``sqrt-numel``; the paper does not say, so off by default); ``precision`` of the forward pass
     (``auto``: bf16 autocast on GPUs that have it; products are always accumulated in float32);
@@ -58,17 +60,28 @@ class ProbeConfig:
     """
 
     batch_size: int = 16
-    max_batch_tokens: int = 65536
+    max_batch_tokens: int | None = None
     projections: tuple[str, ...] = PROJECTIONS
     normalization: str = "none"
     precision: str = "auto"
     chunk_elements: int = 1 << 27
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.max_batch_tokens < 1 or self.chunk_elements < 1:
+        too_few_tokens = self.max_batch_tokens is not None and self.max_batch_tokens < 1
+        if self.batch_size < 1 or too_few_tokens or self.chunk_elements < 1:
             raise ValueError("batch_size, max_batch_tokens and chunk_elements must be positive")
         if not self.projections:
             raise ValueError("projections must name at least one module")
+
+
+def default_batch_tokens(device: torch.device) -> int:
+    """Rows × padded length per pass: large on a GPU, which needs big kernels to be busy; small on a CPU.
+
+    A CPU is as busy with one trajectory as with sixteen, and a pass over sixteen long rows is slower
+    per token (measured ~1.5× on 1 thread, see docs/prism_train.md): its activations, tens of MB
+    each, are mapped fresh by the allocator on every operation (page faults) and no longer fit in cache.
+    """
+    return 65536 if device.type == "cuda" else 4096
 
 
 @dataclass(frozen=True)
@@ -154,92 +167,114 @@ def naive_norms(model: Any, sample: TokenizedTrajectory, projections: Sequence[P
     return norms.detach().cpu(), float(losses.detach())
 
 
-def gram_is_cheaper(pairs: int, rows: int, width: int, d_in: int, d_out: int) -> bool:
-    """Gram form over ``pairs`` row pairs, ``pairs·T²(d_in+d_out)``, vs outer products of ``rows`` rows,
-    ``rows·T·d_in·d_out`` (``T`` the padded width)."""
-    return pairs * width * (d_in + d_out) < rows * d_in * d_out
+def gram_is_cheaper(tokens: int, d_in: int, d_out: int) -> bool:
+    """For one sample of ``tokens`` real tokens (all its rows): the Gram form, ``T²·(d_in + d_out)``,
+    against the outer product, ``T·d_in·d_out``."""
+    return tokens * (d_in + d_out) < d_in * d_out
+
+
+class _Layout:
+    """Where each sample's real tokens are in the padded batch: its rows and their lengths.
+
+    Rows are right-padded, so a row's real tokens are a prefix of it: a one-row sample is a view of
+    the batch, a sample of several rows a concatenation of such views (no padding is ever copied).
+    """
+
+    def __init__(self, attention_mask: torch.Tensor, row_sample: torch.Tensor, samples: int) -> None:
+        self.rows: list[list[tuple[int, int]]] = [[] for _ in range(samples)]
+        for row, (sample, length) in enumerate(zip(row_sample.tolist(), attention_mask.sum(dim=1).tolist(),
+                                                   strict=True)):
+            self.rows[sample].append((row, length))
+        self.tokens = [sum(length for _, length in rows) for rows in self.rows]
+
+    def views(self, t: torch.Tensor, sample: int) -> list[torch.Tensor]:
+        """``sample``'s real tokens in ``t`` ``[rows, width, d]``: one ``[length, d]`` view per row, in float32."""
+        return [t[row, :length].float() for row, length in self.rows[sample]]
+
+
+class _Input:
+    """One layer input, shared by the projections that read it (q/k/v, gate/up), with the Gram
+    matrices made from it. Let go once its last reader's gradient has arrived, so the backward pass
+    releases memory as it goes."""
+
+    def __init__(self, x: torch.Tensor) -> None:
+        self.x: torch.Tensor | None = x  # the very tensor the hooks saw: holding it keeps its id unique
+        self.readers = 0
+        self.grams: dict[int, torch.Tensor] = {}
+
+    def read(self) -> None:
+        self.readers -= 1
+        if self.readers == 0:
+            self.x, self.grams = None, {}
 
 
 class _NormHooks:
     """Forward/backward hooks that turn one batch's activations into per-sample squared norms.
 
-    A sample may span several rows; its gradient is the sum of its rows' ``Γ_rᵀ X_r``. The outer form
-    sums those per sample; the Gram form adds ``⟨Γ_aᵀX_a, Γ_bᵀX_b⟩ = Σ (X_a X_bᵀ) ⊙ (Γ_a Γ_bᵀ)`` over
-    every pair ``(a, b)`` of rows of the same sample (``a = b`` alone when a sample is one row).
+    Per sample (its rows' real tokens concatenated: ``X`` ``[T, d_in]``, ``Γ`` ``[T, d_out]``) the
+    gradient is ``Γᵀ X``; its squared norm is taken in whichever form is cheaper for that sample and
+    layer: the outer product itself, or ``Σ ((X Xᵀ) Γ) ⊙ Γ`` with ``X Xᵀ`` made once per input.
     """
 
-    def __init__(self, projections: Sequence[Projection], attention_mask: torch.Tensor, row_sample: torch.Tensor,
-                 samples: int, chunk_elements: int) -> None:
+    def __init__(self, projections: Sequence[Projection], layout: _Layout, chunk_elements: int,
+                 device: torch.device) -> None:
         self.projections = projections
-        self.mask = attention_mask[..., None].float()  # [R, T, 1]: real tokens
-        self.row_sample = row_sample
-        self.samples = samples
-        self.rows, self.width = attention_mask.shape
-        self.single_rows = self.rows == samples
-        rows_of: dict[int, list[int]] = {}
-        for row, sample in enumerate(row_sample.tolist()):
-            rows_of.setdefault(sample, []).append(row)
-        pairs = [(a, b) for rows in rows_of.values() for a in rows for b in rows]
-        device = attention_mask.device
-        self.pair_a = torch.tensor([a for a, _ in pairs], device=device)
-        self.pair_b = torch.tensor([b for _, b in pairs], device=device)
-        self.pair_sample = row_sample[self.pair_a]
+        self.layout = layout
         self.chunk = chunk_elements
-        self.sq_norms = torch.zeros(samples, len(projections), device=device)
+        self.sq_norms = torch.zeros(len(layout.tokens), len(projections), device=device)
         self.flops = 0
-        self._inputs: dict[tuple[int, bool], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._inputs: dict[int, _Input] = {}  # by id: every x is kept alive until the backward, so ids are unique
         self._handles: list[Any] = []
-
-    def _chunks(self, count: int, per_item: int) -> Iterator[slice]:
-        step = max(1, self.chunk // max(per_item, 1))
-        for start in range(0, count, step):
-            yield slice(start, start + step)
-
-    def _input_repr(self, x: torch.Tensor, gram: bool) -> torch.Tensor:
-        """Masked input rows, or the Gram blocks of every row pair; shared by projections reading one x."""
-        key = (id(x), gram)
-        if key not in self._inputs:
-            xs = x.detach().float() * self.mask  # padding drops out of every product
-            if gram:
-                t, d_in = self.width, xs.shape[-1]
-                rep = torch.cat([xs[self.pair_a[c]] @ xs[self.pair_b[c]].transpose(1, 2)
-                                 for c in self._chunks(len(self.pair_a), t * t)])
-                self.flops += 2 * len(self.pair_a) * t * t * d_in
-            else:
-                rep = xs
-            self._inputs[key] = (x, rep)  # keep x alive so its id is not reused within the batch
-        return self._inputs[key][1]
 
     def _forward_hook(self, slot: int):
         def hook(module: torch.nn.Linear, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
             if not output.requires_grad:
                 return
-            gram = gram_is_cheaper(len(self.pair_a), self.rows, self.width, module.in_features, module.out_features)
-            rep = self._input_repr(inputs[0], gram)
-            output.register_hook(lambda g: self._backward(slot, rep, g, gram))
+            held = self._inputs.setdefault(id(inputs[0]), _Input(inputs[0]))
+            held.readers += 1
+            output.register_hook(lambda g: self._backward(slot, held, g))
         return hook
 
-    def _backward(self, slot: int, rep: torch.Tensor, g: torch.Tensor, gram: bool) -> None:
-        gs = g.detach().float()
-        t, d_out = self.width, gs.shape[-1]
-        if gram:
-            # Σ_{t,s} (x_t·x_s)(g_t·g_s) = Σ_t g_a,t · Σ_s (X_a X_bᵀ)[t,s] g_b,s: no second Gram matrix.
-            parts = [((rep[c] @ gs[self.pair_b[c]]) * gs[self.pair_a[c]]).sum(dim=(1, 2))
-                     for c in self._chunks(len(self.pair_a), t * max(t, d_out))]
-            self.sq_norms[:, slot].index_add_(0, self.pair_sample, torch.cat(parts))
-            self.flops += len(self.pair_a) * (2 * t * t * d_out + 2 * t * d_out)
-            return
-        d_in = rep.shape[-1]
-        sums = None if self.single_rows else torch.zeros(self.samples, d_out, d_in, device=gs.device)
-        for c in self._chunks(self.rows, d_in * d_out):
-            products = gs[c].transpose(1, 2) @ rep[c]  # each row's gradient [rows, d_out, d_in]
-            if sums is None:
-                self.sq_norms[c, slot] += products.square().sum(dim=(1, 2))
+    def _backward(self, slot: int, held: _Input, g: torch.Tensor) -> None:
+        g, x = g.detach(), held.x.detach()
+        d_in, d_out = x.shape[-1], g.shape[-1]
+        squares = []
+        for sample, tokens in enumerate(self.layout.tokens):
+            gs = self.layout.views(g, sample)
+            if gram_is_cheaper(tokens, d_in, d_out):
+                squares.append(self._gram_square(held, sample, torch.cat(gs)))
             else:
-                sums.index_add_(0, self.row_sample[c], products)
-        if sums is not None:
-            self.sq_norms[:, slot] += sums.square().sum(dim=(1, 2))
-        self.flops += self.rows * 2 * t * d_in * d_out + self.samples * 2 * d_in * d_out
+                squares.append(self._outer_square(self.layout.views(x, sample), gs))
+        self.sq_norms[:, slot] = torch.stack(squares)
+        held.read()
+
+    def _outer_square(self, xs: list[torch.Tensor], gs: list[torch.Tensor]) -> torch.Tensor:
+        """``‖Σ_rows Γᵀ X‖²``, summed row by row (no copies), a block of output columns at a time."""
+        d_in, d_out = xs[0].shape[1], gs[0].shape[1]
+        self.flops += 2 * sum(len(x) for x in xs) * d_in * d_out + 2 * d_in * d_out
+        total = torch.zeros((), device=xs[0].device)
+        for c in self._chunks(d_out, d_in):
+            block = gs[0][:, c].T @ xs[0]
+            for x, g in zip(xs[1:], gs[1:], strict=True):
+                block.addmm_(g[:, c].T, x)
+            total += _dot(block, block)
+        return total
+
+    def _gram_square(self, held: _Input, sample: int, g: torch.Tensor) -> torch.Tensor:
+        """``Σ_{t,s} (x_t·x_s)(g_t·g_s)`` as ``Σ_t g_t · ((X Xᵀ) Γ)_t``: no second Gram matrix."""
+        if sample not in held.grams:
+            x = torch.cat(self.layout.views(held.x.detach(), sample))
+            held.grams[sample] = x @ x.T
+            self.flops += 2 * x.shape[0] ** 2 * x.shape[1]
+        gram = held.grams[sample]
+        tokens, d_out = g.shape
+        self.flops += 2 * tokens * tokens * d_out + 2 * tokens * d_out
+        return sum(_dot(gram[c] @ g, g[c]) for c in self._chunks(tokens, max(tokens, d_out)))
+
+    def _chunks(self, count: int, per_item: int) -> Iterator[slice]:
+        step = max(1, self.chunk // max(per_item, 1))
+        for start in range(0, count, step):
+            yield slice(start, start + step)
 
     def __enter__(self) -> _NormHooks:
         for slot, projection in enumerate(self.projections):
@@ -250,6 +285,11 @@ class _NormHooks:
         for handle in self._handles:
             handle.remove()
         self._inputs.clear()
+
+
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``Σ a ⊙ b`` without materialising the product."""
+    return torch.dot(a.flatten(), b.flatten())
 
 
 def _embedding_requires_grad(module: torch.nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
@@ -273,7 +313,8 @@ def batched_norms(model: Any, samples: Sequence[TokenizedTrajectory], projection
         handle = model.get_input_embeddings().register_forward_hook(_embedding_requires_grad)
         try:
             batch, row_sample = _prepare(samples, next(model.parameters()).device)
-            with _NormHooks(projections, batch.attention_mask, row_sample, len(samples), chunk_elements) as hooks:
+            layout = _Layout(batch.attention_mask, row_sample, len(samples))
+            with _NormHooks(projections, layout, chunk_elements, batch.input_ids.device) as hooks:
                 losses = _sample_losses(model, batch, row_sample, len(samples), precision)
                 losses.sum().backward()
         finally:
@@ -281,15 +322,16 @@ def batched_norms(model: Any, samples: Sequence[TokenizedTrajectory], projection
     return hooks.sq_norms.sqrt().cpu(), losses.detach().cpu(), hooks.flops
 
 
-def _batches(samples: Sequence[TokenizedTrajectory], config: ProbeConfig) -> Iterator[list[int]]:
-    """Indices grouped longest-first so that trajectories of similar length share a batch."""
+def probe_batches(samples: Sequence[TokenizedTrajectory], batch_size: int, max_tokens: int) -> Iterator[list[int]]:
+    """Indices grouped longest-first so that trajectories of similar length share a batch: at most
+    ``batch_size`` trajectories and ``max_tokens`` rows × padded length (a longer trajectory goes alone)."""
     order = sorted(range(len(samples)), key=lambda i: -max(len(r.input_ids) for r in samples[i].rows))
     batch: list[int] = []
     rows = 0
     for i in order:
         width = max(len(r.input_ids) for r in samples[batch[0]].rows) if batch else 0
         new_rows = rows + len(samples[i].rows)
-        if batch and (len(batch) >= config.batch_size or new_rows * width > config.max_batch_tokens):
+        if batch and (len(batch) >= batch_size or new_rows * width > max_tokens):
             yield batch
             batch, new_rows = [], len(samples[i].rows)
         batch.append(i)
@@ -317,9 +359,12 @@ def probe(model: Any, trajectories: Sequence[Trajectory], tokenized: Sequence[To
     ledger = ledger or Ledger(None, strategy="probe")
     norms = torch.zeros(len(tokenized), len(projections))
     losses = torch.zeros(len(tokenized))
+    max_tokens = config.max_batch_tokens or default_batch_tokens(device)
     with ledger.phase("probe", sync=synchronizer(device), device=str(device)) as meter:
         start = time.perf_counter()
-        for batch in _batches(tokenized, config) if method == "batched" else ([i] for i in range(len(tokenized))):
+        batches = probe_batches(tokenized, config.batch_size, max_tokens) if method == "batched" else (
+            [i] for i in range(len(tokenized)))
+        for batch in batches:
             samples = [tokenized[i] for i in batch]
             with meter.on_device():
                 if method == "batched":

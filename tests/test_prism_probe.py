@@ -67,22 +67,21 @@ def test_batched_norms_equal_per_trajectory_gradients(model, tokenized):
     assert all(p.requires_grad for p in model.parameters()) and all(p.grad is None for p in model.parameters())
 
 
-@pytest.mark.parametrize(("lengths", "gram"), [
-    ([[12], [20], [7], [25]], True),  # short samples: the Gram form for every projection
-    ([[150], [90], [120]], False),  # long samples: the outer-product form
-    ([[10, 14], [30], [8, 9, 20]], False),  # several rows per sample: per-sample sums of row gradients
-    ([[5, 6], [4], [6, 5, 3]], True),  # several short rows: Gram blocks over every pair of a sample's rows
-], ids=["gram", "outer", "multi-row-outer", "multi-row-gram"])
-def test_both_product_forms_and_multi_row_samples_agree_with_naive(model, lengths, gram):
+@pytest.mark.parametrize(("lengths", "forms"), [
+    ([[12], [20], [7], [25]], {"gram"}),  # short samples: the Gram form for every projection
+    ([[150], [90], [120]], {"outer"}),  # long samples: the outer-product form
+    ([[10, 14], [30], [8, 9, 20]], {"gram", "outer"}),  # several rows per sample; the batch mixes both forms
+    ([[5, 6], [4], [6, 5, 3]], {"gram"}),  # several short rows: one Gram matrix over all of a sample's tokens
+    ([[40, 50], [60]], {"outer"}),  # several long rows: row gradients summed per sample
+], ids=["gram", "outer", "multi-row-mixed", "multi-row-gram", "multi-row-outer"])
+def test_both_product_forms_and_multi_row_samples_agree_with_naive(model, lengths, forms):
     from prism_train.probe import batched_norms, find_projections, gram_is_cheaper
 
     projections = find_projections(model)
     samples = _random_samples(model.config.vocab_size, lengths)
-    rows, width = sum(len(x) for x in lengths), max(max(x) for x in lengths)
-    pairs = sum(len(x) ** 2 for x in lengths)
     hidden, ff = model.config.hidden_size, model.config.intermediate_size
-    assert gram_is_cheaper(pairs, rows, width, hidden, hidden) == gram
-    assert gram_is_cheaper(pairs, rows, width, hidden, ff) == gram
+    used = {"gram" if gram_is_cheaper(sum(x), hidden, d_out) else "outer" for x in lengths for d_out in (hidden, ff)}
+    assert used == forms
     norms, losses, _ = batched_norms(model, samples, projections, precision="float32", chunk_elements=5000)
     reference, reference_losses = _naive(model, samples, projections)
     assert torch.max((norms - reference).abs() / reference) < 1e-4
@@ -97,6 +96,19 @@ def test_a_trajectorys_score_does_not_depend_on_its_batch(model, tokenized):
     alone, _, _ = batched_norms(model, tokenized[:1], projections, precision="float32")
     together, _, _ = batched_norms(model, tokenized[:6], projections, precision="float32")
     assert torch.max((alone[0] - together[0]).abs() / alone[0]) < 1e-5
+
+
+def test_batches_are_longest_first_and_bounded_by_size_and_tokens():
+    from prism_train.probe import ProbeConfig, default_batch_tokens, probe_batches
+
+    samples = _random_samples(50, [[10], [40, 30], [20], [35], [15], [60]])
+    assert list(probe_batches(samples, batch_size=2, max_tokens=1000)) == [[5, 1], [3, 2], [4, 0]]
+    # Rows × the batch's widest row: [60] alone would fit 100 but not with [40, 30] (3 rows × 60).
+    assert list(probe_batches(samples, batch_size=8, max_tokens=100)) == [[5], [1], [3, 2], [4, 0]]
+    assert list(probe_batches(samples, batch_size=8, max_tokens=10)) == [[i] for i in (5, 1, 3, 2, 4, 0)]
+    assert default_batch_tokens(torch.device("cpu")) < default_batch_tokens(torch.device("cuda"))
+    with pytest.raises(ValueError, match="positive"):
+        ProbeConfig(max_batch_tokens=0)
 
 
 def test_probe_writes_versioned_scores_and_its_ledger(model, tokenized, tmp_path):

@@ -150,7 +150,8 @@ def probe(
     model: Annotated[str, typer.Option(help="The initial model (directory or prepared name).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Scores file to write (JSONL).")],
     batch_size: Annotated[int, typer.Option(help="Trajectories per forward/backward.")] = 16,
-    max_batch_tokens: Annotated[int, typer.Option(help="Rows x padded length per batch.")] = 65536,
+    max_batch_tokens: Annotated[int | None, typer.Option(
+        help="Rows x padded length per batch (default: 4096 on a CPU, 65536 on a GPU).")] = None,
     normalization: Annotated[str, typer.Option(help="Norm normalisation: none, numel, sqrt-numel.")] = "none",
     method: Annotated[str, typer.Option(help="batched (one pass per batch) or naive (reference).")] = "batched",
     prompt_style: Annotated[str, typer.Option(help="The policy's prompt style.")] = "react",
