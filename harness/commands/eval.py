@@ -71,7 +71,7 @@ def eval_command(
     """Run a comparison of routing strategies and write the leaderboard report.
 
     With no arguments it runs the embedded default (both environments, every built-in strategy plus
-    the untrained policy, one seed, a tiny model; about 15 minutes on 2 CPU cores). Interrupt it at any
+    the untrained policy, one seed, a tiny model; about 7 minutes on 2 quiet CPU cores). Interrupt it at any
     moment and run the same command again: finished cells are kept, the unfinished one restarts.
     """
     from harness.config import ConfigError, load_eval_config
