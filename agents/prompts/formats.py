@@ -87,9 +87,8 @@ class PromptFormat(ABC):
         if action is None:
             return ParsedAction(fallback_action(found.candidate), found.thought, error, found.variant)
         grounded = self._ground(action, available_actions, task)
-        if grounded != action:
-            return ParsedAction(grounded, found.thought, None, found.variant, grounded_from=action)
-        return ParsedAction(action, found.thought, None, found.variant)
+        return ParsedAction(grounded, found.thought, None, found.variant,
+                            grounded_from=action if grounded != action else None)
 
     def _ground(self, action: str, available_actions: Any, task: str) -> str:
         """With ``nearest`` grounding, the most similar of the actions a scripted agent may send here
@@ -100,7 +99,7 @@ class PromptFormat(ABC):
         candidates = self.prompt.concrete_actions(available_actions, task)
         if thinking or not candidates or action in candidates:
             return action
-        return nearest(action, candidates) or action
+        return nearest(action, candidates)
 
     def _recent(self, turn: AgentTurn):
         if self.history is None:

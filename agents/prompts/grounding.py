@@ -18,14 +18,13 @@ from collections.abc import Sequence
 GROUNDING_MODES = ("none", "nearest")
 
 
-def nearest(text: str, candidates: Sequence[str]) -> str | None:
-    """The candidate most similar to ``text`` (normalised edit similarity, case-insensitive; ties: first)."""
+def nearest(text: str, candidates: Sequence[str]) -> str:
+    """The candidate most similar to ``text`` (normalised edit similarity, case-insensitive; ties: first).
+
+    ``candidates`` must not be empty."""
     from rapidfuzz import fuzz, process, utils
 
-    if not candidates:
-        return None
-    found = process.extractOne(text, list(candidates), scorer=fuzz.ratio, processor=utils.default_process)
-    return found[0] if found else candidates[0]
+    return process.extractOne(text, list(candidates), scorer=fuzz.ratio, processor=utils.default_process)[0]
 
 
 def check_mode(mode: str) -> str:
