@@ -137,8 +137,9 @@ class ActionSample:
 
     ``action`` is something the environment can be sent; when the model's reply could not be parsed,
     ``parse_error`` says why and ``action`` is a sanitised form of the raw reply (the environment then
-    answers it as an invalid action, as the original benchmarks do). ``None`` means the policy gives
-    up and ends the episode (a scripted expert that has run out of plans).
+    answers it as an invalid action, as the original benchmarks do), or with ``nearest`` grounding the
+    admissible action most similar to it. ``None`` means the policy gives up and ends the episode (a
+    scripted expert that has run out of plans).
     """
 
     action: str | None

@@ -51,9 +51,17 @@ def _webshop_tasks(split: str) -> list[Task]:
 
 
 def _alfworld_tasks(split: str) -> list[Task]:
-    from environments.alfworld.games import GameCatalogue
+    """The split's games with the six task types interleaved (each type in id order), so that its
+    first N tasks, which a small evaluation or training slice plays, cover the types evenly instead
+    of being all ``look_at_obj_in_light``."""
+    from itertools import chain, zip_longest
 
-    return [Task(game.id, {"game": game.id}, split) for game in GameCatalogue.from_data().games(split)]
+    from environments.alfworld.games import TASK_TYPES, GameCatalogue
+
+    catalogue = GameCatalogue.from_data()
+    by_type = [catalogue.games(split, task_type) for task_type in TASK_TYPES]
+    interleaved = (game for game in chain.from_iterable(zip_longest(*by_type)) if game is not None)
+    return [Task(game.id, {"game": game.id}, split) for game in interleaved]
 
 
 TASK_SOURCES: dict[str, TaskSource] = {

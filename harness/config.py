@@ -60,7 +60,8 @@ class EnvRunConfig(_Section):
     train_tasks: int = Field(ge=2, description="How many training tasks (expert trajectories) to use.")
     eval_splits: list[str] = Field(min_length=1, description="Held-out splits to evaluate on.")
     eval_episodes: int | None = Field(None, ge=1, description="Episodes per evaluation split (its first N tasks, "
-                                      "in a fixed order); omitted: the whole split.")
+                                      "in a fixed order; ALFWorld's interleaves the six task types); "
+                                      "omitted: the whole split.")
     max_steps: int | None = Field(None, ge=1, description="Step cap; default: the environment's.")
     server_url: str | None = Field(None, description="Use a running environment server instead of in-process.")
     options: dict[str, Any] = Field(default_factory=dict, description="Engine options (observation mode, ...).")

@@ -113,9 +113,10 @@ def check_plan(cfg: EvalConfig) -> list[str]:
         raise PlanError(f"unknown strategies {unknown}; installed: {', '.join(sorted(known))}")
     from prism_train.routers import RouterError, get_router
 
-    for strategy, options in cfg.router_options.items():
-        if strategy not in cfg.strategies:
-            raise PlanError(f"router_options names {strategy!r}, which is not among the strategies")
+    for strategy, options in cfg.router_options.items():  # a strategy left out keeps its options unused
+        if strategy not in known:
+            raise PlanError(f"router_options names {strategy!r}, which is not an installed strategy; "
+                            f"installed: {', '.join(sorted(known))}")
         try:
             get_router(strategy, **options)
         except (RouterError, ValueError) as exc:

@@ -4,6 +4,11 @@ Compute follows the accounting of the PRISM comparison: a strategy's cost on one
 own ledger plus the entries of the shared ledger (same environment and seed) whose phase the strategy
 lists in ``RoutingSummary.shared_phases`` – so a PRISM row pays for the probe, a random split does
 not. Rows report compute as the mean per seed, and its ratio to rl-only of the same run.
+
+Each trained row is also compared with the untrained policy of the same run episode by episode (same
+seed, split and task): the mean paired difference of the primary metric with a t-interval over those
+episodes. That interval holds evaluation noise only, for the one trained model per seed, which is what
+a single-seed run can say; variation between training runs needs several seeds.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from leaderboard.stats import Estimate, estimate
 log = logging.getLogger(__name__)
 
 RL_REFERENCE = "rl-only"
+BASELINE = "untrained"
 
 
 @dataclass(frozen=True)
@@ -100,6 +106,7 @@ class Row:
     seed_compute: tuple[Compute, ...]
     compute_ratio: float | None
     routing: tuple[RoutingSummary | None, ...]
+    vs_baseline: Estimate | None = None  # paired per-episode difference to the untrained policy (see module doc)
 
 
 @dataclass(frozen=True)
@@ -157,8 +164,18 @@ def _charged(run: LoadedRun, cell: CellData, warnings: list[str]) -> Compute:
     return Compute.of([*cell.ledger, *charged])
 
 
+def _paired_difference(metric: Metric, cells: Sequence[CellData], baseline: Sequence[CellData]) -> Estimate | None:
+    """``metric`` per episode minus the baseline's on the same (seed, split, task); None without pairs."""
+    def per_episode(cell_list: Sequence[CellData]) -> dict[tuple[int, str, str], float]:
+        values = {(e.seed, e.split, e.task_id): metric.value([e]) for c in cell_list for e in c.episodes}
+        return {key: value for key, value in values.items() if value is not None}
+
+    mine, theirs = per_episode(cells), per_episode(baseline)
+    return estimate(mine[key] - theirs[key] for key in sorted(mine.keys() & theirs.keys()))
+
+
 def _row(info: RunInfo, run: LoadedRun, cells: list[CellData], columns: Sequence[Metric],
-         warnings: list[str]) -> Row:
+         warnings: list[str], baseline: Sequence[CellData] = ()) -> Row:
     cells = sorted(cells, key=lambda c: c.status.seed)
     splits = sorted({e.split for c in cells for e in c.episodes})
     seed_compute = tuple(_charged(run, cell, warnings) for cell in cells)
@@ -167,12 +184,14 @@ def _row(info: RunInfo, run: LoadedRun, cells: list[CellData], columns: Sequence
         per_seed = [metric.value(cell.episodes) for cell in cells]
         values[metric.key] = estimate(v for v in per_seed if v is not None)
     first = cells[0].status
+    paired = first.strategy != BASELINE and bool(baseline)
     return Row(
         run=info, env=first.env, strategy=first.strategy, seeds=tuple(c.status.seed for c in cells),
         episodes=tuple(len(c.episodes) for c in cells),
         split_episodes={s: tuple(sum(e.split == s for e in c.episodes) for c in cells) for s in splits},
         values=values, compute=Compute.mean(seed_compute), seed_compute=seed_compute, compute_ratio=None,
         routing=tuple(c.routing for c in cells),
+        vs_baseline=_paired_difference(columns[0], cells, baseline) if paired else None,  # [0]: primary
     )
 
 
@@ -225,7 +244,7 @@ def build(runs: Sequence[LoadedRun], compare: bool) -> Leaderboard:
         scoring = env_metrics(env)
         episodes = [e for cells in groups[env].values() for c in cells for e in c.episodes]
         columns = (*scoring.metrics, *breakdown_metrics(scoring, episodes))
-        rows = [_row(infos[index], runs[index], cells, columns, warnings)
+        rows = [_row(infos[index], runs[index], cells, columns, warnings, groups[env].get((index, BASELINE), ()))
                 for (index, _strategy), cells in groups[env].items()]
         board = EnvBoard(env, scoring, columns, tuple(sorted(_with_ratios(rows), key=_sort_key(scoring.primary.key))))
         warnings += _episode_count_warnings(board)

@@ -2,7 +2,9 @@
 
 Seeds are the unit of replication: each seed is a whole training run, so the interval is a Student-t
 interval over per-seed values (not over episodes, which share a seed's model and are not independent
-replicates of training). With one seed there is no interval, and none is invented.
+replicates of training). With one seed there is no interval, and none is invented. The same
+estimate over paired per-episode differences to the untrained policy (``aggregate``) is labelled as
+what it is: evaluation noise for a given trained model.
 """
 
 from __future__ import annotations

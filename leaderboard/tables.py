@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from harness.records import RoutingSummary
-from leaderboard.aggregate import EnvBoard, Leaderboard, Row, RunInfo
+from leaderboard.aggregate import BASELINE, EnvBoard, Leaderboard, Row, RunInfo
 from leaderboard.pareto import ParetoPlot, pareto_plots
 from leaderboard.published import PUBLISHED_LABEL, published_rows
 from leaderboard.stats import CONFIDENCE, Estimate
@@ -125,14 +125,33 @@ def _metric_column(key: str, label: str) -> Column:
     return Column(label, cell, HIGHER)
 
 
+def _baseline_column(primary: str) -> Column:
+    def cell(row: Row) -> TableCell:
+        value = row.vs_baseline
+        if value is None:
+            return TableCell("–", title=f"the {BASELINE} policy itself, or no {BASELINE} row in this run")
+        if value.half_width is None:
+            return TableCell(f"{value.mean:+.1f}", value.mean, title="1 paired episode, no interval")
+        return TableCell(f"{value.mean:+.1f} ± {value.half_width:.1f}", value.mean,
+                         title=f"{value.n} paired episodes; {CONFIDENCE:.0%} t-interval "
+                               f"[{value.low:+.1f}, {value.high:+.1f}]")
+    return Column(f"Δ {primary} vs {BASELINE}", cell, HIGHER)
+
+
 def results_table(board: EnvBoard, show_run: bool) -> Table:
     episodes = Column("episodes", lambda r: TableCell(str(sum(r.episodes)), sum(r.episodes),
                                                       title=f"per seed: {per_seed(r.episodes)}"))
     columns = [*_identity_columns(show_run), episodes, *(_metric_column(m.key, m.label) for m in board.columns)]
-    caption = (f"Sorted by {board.scoring.primary.label}. "
+    primary = board.scoring.primary.label
+    caption = (f"Sorted by {primary}. "
                + "; ".join(f"{m.label}: {m.help}" for m in board.scoring.metrics) + ". "
                + f"Values: mean over seeds ± half-width of the {CONFIDENCE:.0%} Student-t interval; "
                "n=1 marks a single seed (no interval). Best measured value per column in bold.")
+    if any(row.vs_baseline is not None for row in board.rows):
+        columns.append(_baseline_column(primary))
+        caption += (f" Δ {primary} vs {BASELINE}: the mean per-episode difference to the {BASELINE} policy of "
+                    f"the same run on the same held-out tasks, ± half-width of the {CONFIDENCE:.0%} t-interval "
+                    "over those paired episodes: evaluation noise only, not variation between training runs.")
     return _table(f"{board.env}-results", f"{board.scoring.title}: held-out results", board.rows, columns, caption)
 
 

@@ -61,6 +61,18 @@ def test_nearest_grounding_sends_the_most_similar_admissible_action(env, reply, 
         reply, available).action)
 
 
+def test_nearest_grounding_also_maps_a_reply_cut_off_before_its_action_closes():
+    """A reply cut at max_new_tokens ("search[red shoes and and and") is still mapped, and the
+    malformed reply stays recorded as a parse error."""
+    search_page = {"has_search_bar": True, "clickables": ["search"]}
+    cut_off = "search[red shoes and price and price and price and pri"
+    plain = get_prompt_format("webshop").parse(cut_off, search_page)
+    grounded = get_prompt_format("webshop", grounding="nearest").parse(cut_off, search_page, task="red shoes size 9")
+    assert plain.error is not None and plain.action == cut_off
+    assert grounded.action == "search[red shoes size 9]" and grounded.error == plain.error
+    assert grounded.grounded_from == cut_off
+
+
 def test_without_grounding_inadmissible_actions_are_sent_as_written():
     assert get_prompt_format("webshop").parse("click[b09lskqf8x]", WEBSHOP_ACTIONS).action == "click[b09lskqf8x]"
     assert get_prompt_format("alfworld").parse("go to countertop 7", ALFWORLD_ACTIONS).action == "go to countertop 7"

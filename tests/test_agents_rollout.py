@@ -147,6 +147,16 @@ def test_random_baseline_and_alfworld(tiny_policy):
     assert all(isinstance(s.info["available_actions"], list) for t in lm for s in t.steps)
 
 
+def test_alfworld_task_lists_interleave_the_task_types():
+    """A small slice of a split (the default evaluates 6 per split) covers every task type once."""
+    from environments.alfworld.games import TASK_TYPES, GameCatalogue
+
+    for split in ("valid_seen", "valid_unseen"):
+        tasks = split_tasks("alfworld", split)
+        assert sorted(t.task_id for t in tasks) == sorted(g.id for g in GameCatalogue.from_data().games(split))
+        assert [t.task_id.split("/")[1].split("-")[0] for t in tasks[:6]] == list(TASK_TYPES)
+
+
 def test_registry_lists_builtins_and_refuses_bad_options():
     assert {"transformers", "vllm", "vllm-server", "openai", "expert", "random"} <= set(policy_specs())
     with pytest.raises(UnknownPolicyError, match="unknown policy 'gpt'"):

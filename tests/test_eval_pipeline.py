@@ -108,3 +108,16 @@ def test_paper_preset_dry_run_validates_without_training():
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output
     assert "72 cells" in output and "dry run complete" in output
+
+
+def test_router_options_of_a_strategy_left_out_are_kept_but_a_misspelt_one_is_refused(tmp_path):
+    """`-s strategies=[...]` on a config with options for a strategy it drops still runs."""
+    config = tmp_path / "options.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "router_options": {"difficulty": {"k": 2}}}))
+    proc = _harness("eval", "--config", str(config), "--dry-run")
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 0, output
+    config.write_text(yaml.safe_dump({**TINY, "router_options": {"dificulty": {"k": 2}}}))
+    proc = _harness("eval", "--config", str(config), "--dry-run")
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "dificulty" in output and "not an installed strategy" in output

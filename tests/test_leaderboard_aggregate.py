@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import statistics
 from pathlib import Path
 
 import pytest
@@ -18,11 +20,15 @@ from leaderboard.load import load_run, load_runs
 from leaderboard.pareto import frontier_mask, pareto_plot
 from tests.test_leaderboard_runs import build_main_run, build_second_run, entry, make_config
 
-T2, T1 = 4.302653, 12.706205  # 95 % Student-t critical values, 2 and 1 degrees of freedom
+T7, T2, T1 = 2.364624, 4.302653, 12.706205  # 95 % Student-t critical values, 7, 2 and 1 degrees of freedom
 
 
 def board_of(path: Path) -> Leaderboard:
     return build([load_run(path)], compare=False)
+
+
+def remove_cell(root: Path, cell: str) -> None:
+    shutil.rmtree(root / "cells" / cell)
 
 
 def rows(board: Leaderboard, env: str) -> dict[str, Row]:
@@ -100,11 +106,31 @@ def test_ratio_to_rl_only_of_the_same_run(tmp_path: Path) -> None:
     assert webshop["untrained"].compute_ratio == pytest.approx(2e12 / 1.002e15)
 
 
+def test_each_row_is_paired_with_the_untrained_policy_of_its_own_run(tmp_path: Path) -> None:
+    board = build(load_runs([build_main_run(tmp_path / "a"), build_second_run(tmp_path / "b")]), compare=True)
+    webshop = {(r.run.label, r.strategy): r for b in board.boards if b.env == "webshop" for r in b.rows}
+    # random (seeds 0, 1) minus untrained on the same goals, x100: 100, 50, 0, 50 | 100, 75, 50, 0 (seed 2 failed)
+    paired = webshop[("tiny", "random")].vs_baseline
+    differences = (100.0, 50.0, 0.0, 50.0, 100.0, 75.0, 50.0, 0.0)
+    assert paired.values == differences and paired.mean == pytest.approx(53.125)
+    assert paired.half_width == pytest.approx(T7 * statistics.stdev(differences) / math.sqrt(8), rel=1e-6)
+    # the second run's rl-only against that run's own untrained (0, 0.5, 0): 100, 50, 50
+    assert webshop[("smollm2", "rl-only")].vs_baseline.mean == pytest.approx(200 / 3)
+    assert webshop[("tiny", "untrained")].vs_baseline is None
+    # ALFWorld prism-gini seed 2 is unfinished: only seeds 0 and 1 pair, success 0/1 per episode x100
+    alfworld = rows(board_of(tmp_path / "a"), "alfworld")
+    assert alfworld["prism-gini"].vs_baseline.values == (100.0, 100.0, 100.0, 100.0, 0.0, 100.0, 0.0, 100.0)
+
+
+def test_without_an_untrained_row_there_is_no_pairing(tmp_path: Path) -> None:
+    root = build_second_run(tmp_path / "run")
+    remove_cell(root, "webshop__untrained__seed0")
+    assert {row.vs_baseline for row in rows(board_of(root), "webshop").values()} == {None}
+
+
 def test_no_rl_only_means_no_ratio(tmp_path: Path) -> None:
     root = build_second_run(tmp_path / "run")
-    for path in (root / "cells" / "webshop__rl-only__seed0").iterdir():
-        path.unlink()
-    (root / "cells" / "webshop__rl-only__seed0").rmdir()
+    remove_cell(root, "webshop__rl-only__seed0")
     assert {row.compute_ratio for row in rows(board_of(root), "webshop").values()} == {None}
 
 

@@ -55,7 +55,8 @@ def test_report_renders_in_chromium(tmp_path: Path) -> None:
             assert page.locator("#alfworld-results tbody tr").count() == 4
             assert page.locator("#not-counted tbody tr").count() == 2
             assert page.locator("#webshop-published tbody tr").count() == 12
-            assert page.locator("#webshop-results td.best").count() == 2
+            assert page.locator("#webshop-results td.best").count() == 3  # score, success %, Δ score vs untrained
+            assert page.locator("#webshop-results th", has_text="Δ score vs untrained").count() == 1
             assert page.locator("#warnings li").count() == 3
 
             # hover shows the point's strategy, seeds, score ± interval and compute

@@ -82,12 +82,13 @@ class PromptFormat(ABC):
         if found.candidate is None and found.thought and self.prompt.thought_action:
             return ParsedAction(self.prompt.thought_action.format(found.thought), found.thought, None, "thought_only")
         if found.candidate is None:
-            return ParsedAction(fallback_action(text), found.thought, "no action found in the reply", found.variant)
-        action, error = self.prompt.normalize(found.candidate, available_actions)
-        if action is None:
-            return ParsedAction(fallback_action(found.candidate), found.thought, error, found.variant)
+            action, error = fallback_action(text), "no action found in the reply"
+        else:
+            action, error = self.prompt.normalize(found.candidate, available_actions)
+            action = fallback_action(found.candidate) if action is None else action
+        # grounding maps every reply, well-formed or not (a cut-off "search[..." too), to an action
         grounded = self._ground(action, available_actions, task)
-        return ParsedAction(grounded, found.thought, None, found.variant,
+        return ParsedAction(grounded, found.thought, error, found.variant,
                             grounded_from=action if grounded != action else None)
 
     def _ground(self, action: str, available_actions: Any, task: str) -> str:

@@ -4,11 +4,12 @@ Off by default, as the original benchmarks run: an action that is not admissible
 and the environment answers it as invalid. With ``nearest`` grounding the agent sends, of the
 actions a scripted agent may send at this step (``EnvPrompt.concrete_actions``: ALFWorld's
 admissible commands; WebShop's clicks, and while the page has a search bar the instruction itself
-as the query), the one whose text is most similar to the model's action. This is the "action
-translation" of Huang et al. (2022, *Language Models as Zero-Shot Planners*), who map every model
-output to the most similar admissible step. A model too small to spell a product id or to copy an
-instruction then still acts, so what it learnt about *which* action to take can be measured. It is
-a property of the agent, recorded with the policy, and must be the same for every strategy compared.
+as the query), the one whose text is most similar to the model's action (for a malformed reply,
+to its first line). This is the "action translation" of Huang et al. (2022, *Language Models as
+Zero-Shot Planners*), who map every model output to the most similar admissible step. A model too
+small to spell a product id or to copy an instruction then still acts, so what it learnt about
+*which* action to take can be measured. It is a property of the agent, recorded with the policy, and
+must be the same for every strategy compared.
 """
 
 from __future__ import annotations
