@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 import requests
 
 HARNESS = [sys.executable, "-m", "harness.cli"]
@@ -21,10 +23,19 @@ def test_env_list_shows_both_environments():
     assert "alfworld" in out and "harness/ALFWorld-v0" in out
 
 
-def test_serve_webshop_answers_and_stops_on_interrupt():
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a background job of a non-interactive shell starts
+
+
+@pytest.mark.parametrize(("stop_signal", "launch"), [
+    (signal.SIGINT, None),
+    (signal.SIGINT, _ignore_sigint),  # Ctrl-C must still stop a server whose launcher ignored SIGINT
+    (signal.SIGTERM, None),  # docker stop, kill
+], ids=["sigint", "sigint-inherited-ignored", "sigterm"])
+def test_serve_webshop_answers_and_stops_on_interrupt(stop_signal, launch):
     proc = subprocess.Popen([*HARNESS, "env", "serve", "webshop", "--port", "0", "--max-sessions", "3"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
-                            env={"COLUMNS": "300", "PATH": "/usr/bin:/bin"})
+                            env={"COLUMNS": "300", "PATH": "/usr/bin:/bin"}, preexec_fn=launch)
     try:
         deadline = time.monotonic() + 60
         url = None
@@ -38,9 +49,11 @@ def test_serve_webshop_answers_and_stops_on_interrupt():
         created = requests.post(url + "/api/sessions", json={"reset": {"goal_index": 0}}, timeout=30).json()
         assert "Instruction:" in created["observation"]
         assert requests.get(url + "/", timeout=10).status_code in (200, 302)  # the human shop is mounted
+        proc.send_signal(stop_signal)
+        assert proc.wait(timeout=30) == 0
     finally:
-        proc.send_signal(2)
-        proc.wait(timeout=30)
+        proc.kill()
+        proc.wait()
 
 
 def test_bad_option_and_unknown_env_are_clear_errors():

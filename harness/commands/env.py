@@ -10,6 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from harness.commands.signals import stop_on_interrupt_or_term
+
 app = typer.Typer(help="Environment servers and interactive play.", no_args_is_help=True)
 console = Console()
 log = logging.getLogger(__name__)
@@ -84,6 +86,7 @@ def serve(
     server = RunningServer(create_app(spec.name, factory, settings, spec.blueprints(factory)), settings)
     console.print(f"[bold green]{spec.name}[/] serving on [link={server.url}]{server.url}[/] "
                   f"(API under {server.url}/api; Ctrl-C stops)")
+    stop_on_interrupt_or_term()
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -8,6 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Column, Table
 
+from harness.commands.signals import stop_on_interrupt_or_term
+
 app = typer.Typer(help="Default models, policies, and an OpenAI-compatible server.", no_args_is_help=True)
 console = Console()
 log = logging.getLogger(__name__)
@@ -86,6 +88,7 @@ def serve(
         raise typer.BadParameter(str(exc)) from None
     server = OpenAIServer(backend, name or Path(path).name, ServerLimits(host=host, port=port))
     console.print(f"serving [bold]{name or Path(path).name}[/] on {server.url}/v1 (Ctrl-C stops)")
+    stop_on_interrupt_or_term()
     try:
         server.serve_forever()
     except KeyboardInterrupt:
