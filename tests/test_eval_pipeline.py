@@ -110,7 +110,7 @@ def test_paper_preset_dry_run_validates_without_training():
     assert "72 cells" in output and "dry run complete" in output
 
 
-def test_router_options_of_a_strategy_left_out_are_kept_but_a_misspelt_one_is_refused(tmp_path):
+def test_router_options_of_a_strategy_left_out_are_accepted_but_a_misspelt_one_is_refused(tmp_path):
     """`-s strategies=[...]` on a config with options for a strategy it drops still runs."""
     config = tmp_path / "options.yaml"
     config.write_text(yaml.safe_dump({**TINY, "router_options": {"difficulty": {"k": 2}}}))
