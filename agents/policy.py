@@ -100,6 +100,11 @@ class LMBackend(ABC):
         """Facts recorded in trajectory metadata (model, dtype, adapter, endpoint)."""
         return {"backend": self.kind}
 
+    def compute_device(self) -> str:
+        """Where generation runs, as the compute ledger records it (``cpu``, ``cuda:0``; ``remote`` for a
+        server whose hardware this process cannot see)."""
+        return "remote"
+
     def close(self) -> None:  # noqa: B027 - an optional hook; most backends hold nothing to release
         """Release the model or connections."""
 

@@ -13,7 +13,9 @@ One iteration:
    log-probabilities are recomputed with the training model (``old`` ones once, before updating);
    the loss is the clipped surrogate ``−min(ρA, clip(ρ, 1−ε, 1+ε)A)`` per generated token, plus
    ``kl_coef`` × the k3 estimate of KL to the reference model (the initial weights: the adapter
-   switched off under LoRA, a frozen copy otherwise), averaged over the tokens of an optimiser step;
+   switched off under LoRA, a frozen copy otherwise), averaged over the tokens of an optimiser step.
+   Dropout (LoRA's included) is off in both passes: with it on, the ratio ρ would be dropout noise
+   even on-policy, where it must be exactly 1;
 4. the new weights (or LoRA adapter) are pushed to the generation backend, a checkpoint is written.
 
 Rollouts of an iteration go to ``rollouts/iter-XXXXXX.jsonl`` as they finish, so a run interrupted
@@ -28,7 +30,7 @@ import math
 import random
 import shutil
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,7 +66,8 @@ class RLConfig(TrainConfig):
     action (0 by default).
     Sampling: ``temperature`` (1.0 samples the distribution that is trained), ``top_p``,
     ``max_new_tokens`` per action; ``max_episode_steps`` caps episodes (default: the env's own);
-    ``server_url`` plays a remote environment server; ``concurrency`` episodes run side by side.
+    ``server_url`` plays a remote environment server; ``concurrency`` episodes run side by side;
+    ``env_options`` are the environment's engine options (observation mode, ...), as for any rollout.
     """
 
     env: str = "webshop"
@@ -85,6 +88,7 @@ class RLConfig(TrainConfig):
     max_episode_steps: int | None = None
     concurrency: int = 16
     server_url: str | None = None
+    env_options: dict[str, Any] = field(default_factory=dict)
     save_every: int = 1
 
     def validate(self) -> None:
@@ -283,7 +287,8 @@ class RLTrainer:
                                history=config.prompt.history, name="rl", grounding=config.prompt.grounding)
         self.engine = RolloutEngine(self.policy, RolloutConfig(
             env=config.env, server_url=config.server_url, max_steps=config.max_episode_steps,
-            concurrency=config.concurrency, source="rl", progress=False), make_env=make_env)
+            concurrency=config.concurrency, source="rl", env_options=dict(config.env_options), progress=False),
+            make_env=make_env)
         self.reference = self._reference_model() if config.kl_coef > 0 and config.lora is None else None
         self.iteration = int((self.learner.resumed_state or {}).get("iteration", 0))
         self.shape: ModelShape = self.learner.shape
@@ -311,7 +316,8 @@ class RLTrainer:
         episodes = plan_episodes(config.env, chosen, source=f"rl-it{iteration}", samples=config.group_size,
                                  seed=derive_seed(config.seed, "episodes", iteration))
         path = Path(config.output_dir) / "rollouts" / f"iter-{iteration:06d}.jsonl"
-        with self.ledger.phase("rollout", device=str(self.learner.device)) as meter, TrajectoryWriter(path) as writer:
+        device = self.backend.compute_device()  # generation's, which may differ from the learner's
+        with self.ledger.phase("rollout", device=device) as meter, TrajectoryWriter(path) as writer:
             new, stats = self.engine.run(episodes, writer=writer)
             meter.add(tokens=stats.prompt_tokens + stats.generated_tokens, flops=generation_flops(self.shape, new),
                       env_steps=stats.steps, device_s=stats.policy_s)
@@ -345,7 +351,9 @@ class RLTrainer:
         config, learner = self.config, self.learner
         rows = [s.row for s in samples]
         model = learner.model
-        model.eval()  # old log-probs without dropout: the distribution the rollout sampled from
+        # Dropout off for the old log-probs *and* the surrogate (eval mode; gradients still flow): the
+        # rollout sampled without it, and on-policy the ratio must be exactly 1, not dropout noise.
+        model.eval()
         old = recompute_logprobs(model, rows, config.precision, config.micro_batch_size, self.pad_id)
         gap = max(float((o - torch.tensor(s.rollout_logprobs)).abs().max()) for o, s in zip(old, samples, strict=True))
         if config.kl_coef > 0:
@@ -359,7 +367,6 @@ class RLTrainer:
         passes = 2 if config.kl_coef > 0 else 1  # old log-probs, and reference log-probs with KL
         meter.add(tokens=sum(lengths) * passes,
                   flops=self.shape.forward_flops(lengths, sum(r.n_targets for r in rows)) * passes)
-        model.train()
         generator = torch.Generator().manual_seed(derive_seed(config.seed, "minibatches", self.iteration))
         losses, clipped, kls, tokens_seen = [], 0.0, [], 0
         for _ in range(config.epochs_per_iteration):
@@ -390,9 +397,7 @@ class RLTrainer:
         old = torch.cat([s.old_logprobs for s in samples]).to(logprobs.device)
         advantage = torch.cat([torch.full((s.row.n_targets,), s.advantage) for s in samples]).to(logprobs.device)
         ratio = torch.exp(logprobs - old)
-        surrogate = torch.minimum(ratio * advantage,
-                                  torch.clamp(ratio, 1 - config.clip_eps, 1 + config.clip_eps) * advantage)
-        per_token = -surrogate
+        per_token = self._policy_loss(ratio, advantage)
         kl_value = 0.0
         if config.kl_coef > 0:
             ref = torch.cat([s.ref_logprobs for s in samples]).to(logprobs.device)
@@ -403,6 +408,12 @@ class RLTrainer:
         loss.backward()
         n_clipped = float(((ratio - 1).abs() > config.clip_eps).sum())
         return float(loss.detach()), n_clipped, kl_value
+
+    def _policy_loss(self, ratio: torch.Tensor, advantage: torch.Tensor) -> torch.Tensor:
+        """Per-token loss ``−min(ρA, clip(ρ, 1−ε, 1+ε)A)``, PPO's pessimistic bound: once ρ has moved past
+        ``1 ± ε`` in the direction the advantage pushes it, the token stops contributing a gradient."""
+        eps = self.config.clip_eps
+        return -torch.minimum(ratio * advantage, torch.clamp(ratio, 1 - eps, 1 + eps) * advantage)
 
     # -- the loop ---------------------------------------------------------------------------------
     def train(self, on_iteration: Callable[[IterationReport], None] | None = None) -> RLResult:
@@ -442,22 +453,26 @@ class RLTrainer:
 
 def rollout_callback(policy: Any, env: str, ledger: Ledger | None = None, output_dir: str | Path | None = None,
                      shape: ModelShape | None = None, max_steps: int | None = None, concurrency: int = 16,
-                     server_url: str | None = None, make_env: Callable[[], Any] | None = None) -> RolloutFn:
+                     server_url: str | None = None, make_env: Callable[[], Any] | None = None,
+                     env_options: Mapping[str, Any] | None = None) -> RolloutFn:
     """A :data:`~prism_train.routers.RolloutFn` over the rollout engine (for the ``difficulty`` router).
 
     Episodes are written to ``output_dir/difficulty.jsonl`` when given (an interrupted call resumes)
     and counted in ``ledger`` as phase ``routing`` (FLOPs when the policy model's ``shape`` is given).
     ``make_env`` is the engine's environment maker (e.g. Ray actors); None plays in-process.
+    ``env_options`` are the environment's engine options, as for any rollout.
     """
     engine = RolloutEngine(policy, RolloutConfig(env=env, server_url=server_url, max_steps=max_steps,
-                                                 concurrency=concurrency, source="difficulty", progress=False),
+                                                 concurrency=concurrency, source="difficulty",
+                                                 env_options=dict(env_options or {}), progress=False),
                            make_env=make_env)
     ledger = ledger or Ledger(None, strategy="difficulty")
+    device = policy.backend.compute_device() if isinstance(policy, LMPolicy) else "cpu"
 
     def rollout(tasks: Sequence[Task], k: int, seed: int) -> list[Trajectory]:
         episodes = plan_episodes(env, env_tasks(tasks), source="difficulty", samples=k, seed=seed)
         writer = TrajectoryWriter(Path(output_dir) / "difficulty.jsonl") if output_dir else None
-        with ledger.phase("routing") as meter, writer or nullcontext():
+        with ledger.phase("routing", device=device) as meter, writer or nullcontext():
             new, stats = engine.run(episodes, writer=writer)
             meter.add(tokens=stats.prompt_tokens + stats.generated_tokens, flops=generation_flops(shape, new),
                       env_steps=stats.steps, device_s=stats.policy_s)

@@ -182,3 +182,80 @@ def test_cli_runs_rl_on_a_split_and_writes_checkpoints_and_ledger(tiny_model_dir
     assert [e.phase for e in read_ledger(tmp_path / "ledger.jsonl")] == ["rollout", "rl_update"]
     both = CliRunner().invoke(app, ["train", "rl", "--model", str(tiny_model_dir), "--out", str(tmp_path / "x")])
     assert both.exit_code == 2 and "exactly one of --routing and --split" in both.output
+
+
+def _recording_trainer(config, backend):
+    """The real trainer, recording what its clipped surrogate saw and returned, token by token."""
+    from prism_train.rl import RLTrainer
+
+    class Recording(RLTrainer):
+        def _policy_loss(self, ratio, advantage):
+            loss = super()._policy_loss(ratio, advantage)
+            self.seen.append((ratio.detach().clone(), advantage.clone(), loss.detach().clone()))
+            return loss
+
+    trainer = Recording(config, _tasks(), backend)
+    trainer.seen = []  # (ratio, advantage, per-token loss) of every micro-batch
+    return trainer
+
+
+def test_lora_dropout_is_off_in_grpo_so_the_on_policy_ratio_is_exactly_one(warm_model, tmp_path):
+    """With LoRA dropout 0.5 on an adapter that is not zero, the first (on-policy) update's ratios are all
+    exactly 1: the old log-probs and the surrogate see the same, dropout-free network."""
+    from agents.backends.hf import TransformersBackend
+    from prism_train.trainer import LoRAConfig
+
+    config = _rl_config(warm_model, tmp_path, iterations=1, lora=LoRAConfig(rank=8, dropout=0.5),
+                        micro_batch_size=1)  # one row per pass: the same shapes in both passes
+    trainer = _recording_trainer(config, TransformersBackend(warm_model))
+    dropouts = [m for name, m in trainer.learner.model.named_modules() if "lora_dropout" in name
+                and isinstance(m, torch.nn.Dropout)]
+    assert dropouts and all(m.p == 0.5 for m in dropouts)
+    with torch.no_grad():  # a trained adapter: its output, and so LoRA dropout, now matters
+        for name, parameter in trainer.learner.model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(std=2e-3)
+    (report,) = trainer.train().history
+    assert report.trained_rows > 0 and trainer.seen
+    assert all(torch.equal(ratio, torch.ones_like(ratio)) for ratio, _, _ in trainer.seen)
+    assert report.clip_fraction == 0.0 and report.rollout_logprob_gap < 1e-4
+
+
+def test_several_updates_per_iteration_exercise_the_clipped_surrogate(warm_model, tmp_path):
+    """Later updates of an iteration are off-policy: tokens whose ratio has left [1-ε, 1+ε] in the direction of
+    their advantage must get the clipped value (no further push), those on the other side the unclipped one
+    (PPO's pessimistic bound). Swapping min for max in the surrogate fails here."""
+    from agents.backends.hf import TransformersBackend
+
+    eps = 0.1
+    config = _rl_config(warm_model, tmp_path, iterations=1, updates_per_iteration=4, epochs_per_iteration=2,
+                        clip_eps=eps, learning_rate=2e-2)
+    trainer = _recording_trainer(config, TransformersBackend(warm_model))
+    (report,) = trainer.train().history
+    ratio, advantage, loss = (torch.cat(parts) for parts in zip(*trainer.seen, strict=True))
+    assert report.clip_fraction > 0
+    pushed_past = ((advantage > 0) & (ratio > 1 + eps)) | ((advantage < 0) & (ratio < 1 - eps))
+    pulled_back = ((advantage > 0) & (ratio < 1 - eps)) | ((advantage < 0) & (ratio > 1 + eps))
+    assert pushed_past.any() and pulled_back.any()  # both branches of the min were taken
+    clipped = ratio.clamp(1 - eps, 1 + eps)
+    assert torch.allclose(loss[pushed_past], -(clipped * advantage)[pushed_past])
+    assert torch.allclose(loss[pulled_back], -(ratio * advantage)[pulled_back])
+    inside = ~(pushed_past | pulled_back)
+    assert torch.allclose(loss[inside], -(ratio * advantage)[inside])
+
+
+def test_env_options_reach_the_rl_engine(warm_model, tmp_path):
+    """RLConfig.env_options are the rollouts' engine options: here WebShop's url observations."""
+    from agents.backends.hf import TransformersBackend
+    from environments.core.trajectory import read_trajectories
+    from prism_train.rl import RLTrainer
+
+    options = {"observation_mode": "url", "base_url": "http://options.example"}
+    config = _rl_config(warm_model, tmp_path, iterations=1, tasks_per_iteration=1, group_size=2,
+                        env_options=options)
+    trainer = RLTrainer(config, _tasks(1), TransformersBackend(warm_model))
+    trainer.train()
+    trajectories = list(read_trajectories(tmp_path / "rollouts" / "iter-000000.jsonl"))
+    observations = [step.observation for t in trajectories for step in t.steps]
+    assert len(trajectories) == 2 and observations
+    assert all(o.startswith("http://options.example/") for o in observations)

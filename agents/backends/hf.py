@@ -353,5 +353,8 @@ class TransformersBackend(LMBackend):
         return {"backend": self.kind, "model": self.model_name, "dtype": self.dtype,
                 "adapters": dict(self.adapters)}
 
+    def compute_device(self) -> str:
+        return str(self.device)
+
     def close(self) -> None:
         self.model = None

