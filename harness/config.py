@@ -37,9 +37,10 @@ class ModelConfig(_Section):
                         "expert trajectories), 'smollm2' (SmolLM2-135M-Instruct, see `harness models prepare`), "
                         "a local model directory, or a hub id where the network allows.")
     backend: str = Field("transformers", description="Generation backend (see `harness models list`).")
-    dtype: Literal["float32", "bfloat16"] = "float32"
+    dtype: Literal["float32", "bfloat16"] = Field("float32", description="Weights dtype the trainers load the "
+                                                  "model in (bfloat16 halves memory; CPUs are fastest in float32).")
     lora: bool = Field(False, description="Train LoRA adapters instead of all weights.")
-    lora_rank: int = Field(16, ge=1)
+    lora_rank: int = Field(16, ge=1, description="Rank of the LoRA adapters (with lora: true).")
     tiny_hidden_size: int = Field(128, ge=16, description="Width of the 'tiny' model.")
     tiny_layers: int = Field(2, ge=1, description="Depth of the 'tiny' model.")
     tiny_vocab_size: int = Field(2048, ge=300, description="Tokenizer size of the 'tiny' model.")
@@ -80,45 +81,53 @@ class RayConfig(_Section):
 
 
 class ProbeConfig(_Section):
+    """The PRISM probe of the initial model on the expert data (for routers that need scores)."""
+
     normalize_by_size: bool = Field(False, description="Divide each gradient norm by sqrt(matrix size).")
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(8, ge=1, description="Trajectories per forward/backward pass.")
 
 
 class SFTConfig(_Section):
-    epochs: int = Field(3, ge=1)
-    learning_rate: float = Field(1e-3, gt=0)
-    batch_size: int = Field(8, ge=1)
-    grad_accum: int = Field(1, ge=1)
+    """Supervised fine-tuning on the expert trajectories a strategy routes to SFT."""
+
+    epochs: int = Field(3, ge=1, description="Passes over the SFT set.")
+    learning_rate: float = Field(1e-3, gt=0, description="AdamW peak learning rate.")
+    batch_size: int = Field(8, ge=1, description="Steps (prompt + action rows) per micro-batch.")
+    grad_accum: int = Field(1, ge=1, description="Micro-batches per optimiser step.")
     max_seq_len: int = Field(1024, ge=16, description="Longest step (prompt + action) in tokens, for SFT, GRPO and "
                              "the probe; longer steps are left out with a warning.")
 
 
 class RLConfig(_Section):
+    """GRPO in the real environment on the tasks a strategy routes to RL."""
+
     iterations: int = Field(4, ge=0, description="GRPO iterations (rollout + update).")
-    tasks_per_iteration: int = Field(4, ge=1)
+    tasks_per_iteration: int = Field(4, ge=1, description="Tasks drawn per iteration (at most the RL set's size).")
     group_size: int = Field(4, ge=2, description="Rollouts per task for group-normalised advantages.")
-    learning_rate: float = Field(5e-4, gt=0)
-    clip: float = Field(0.2, gt=0)
-    kl_coef: float = Field(0.0, ge=0)
-    temperature: float = Field(1.0, gt=0)
+    learning_rate: float = Field(5e-4, gt=0, description="AdamW peak learning rate.")
+    clip: float = Field(0.2, gt=0, description="Clip range ε: the probability ratio is clipped to [1−ε, 1+ε].")
+    kl_coef: float = Field(0.0, ge=0, description="Weight of the KL penalty to the initial policy (0: none).")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature of the rollouts (1.0 samples the "
+                               "distribution that is trained).")
 
 
 class EvalConfig(_Section):
     """A whole comparison: environments × strategies × seeds."""
 
-    name: str = "default"
+    name: str = Field("default", description="Run name; the run directory is OUTPUT_DIR/NAME.")
     output_dir: str = Field("runs", description="Parent directory of run directories.")
-    envs: list[EnvRunConfig] = Field(min_length=1)
+    envs: list[EnvRunConfig] = Field(min_length=1, description="The environments compared on.")
     strategies: list[str] = Field(min_length=1, description="Routing strategies (see `harness routers list`).")
     include_untrained: bool = Field(True, description=f"Also evaluate the untrained policy (strategy '{UNTRAINED}').")
     router_options: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Options per strategy, e.g. {difficulty: {k: 2}} (see `harness routers list`).")
-    seeds: list[int] = Field(min_length=1)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    probe: ProbeConfig = Field(default_factory=ProbeConfig)
-    sft: SFTConfig = Field(default_factory=SFTConfig)
-    rl: RLConfig = Field(default_factory=RLConfig)
+    seeds: list[int] = Field(min_length=1, description="One replicate of every cell per seed (training tasks, "
+                             "model, sampling).")
+    model: ModelConfig = Field(default_factory=ModelConfig, description=ModelConfig.__doc__)
+    probe: ProbeConfig = Field(default_factory=ProbeConfig, description=ProbeConfig.__doc__)
+    sft: SFTConfig = Field(default_factory=SFTConfig, description=SFTConfig.__doc__)
+    rl: RLConfig = Field(default_factory=RLConfig, description=RLConfig.__doc__)
     torch_threads: int = Field(2, ge=1, description="torch intra-op threads.")
     rollout_concurrency: int = Field(16, ge=1, description="Episodes played side by side (batched generation).")
     temperature_eval: float = Field(0.0, ge=0, description="0 = greedy evaluation.")
