@@ -18,9 +18,22 @@ from environments.webshop.expert import (
     record_expert_trajectories,
     search_queries,
 )
+from environments.webshop.reward import score_purchase
 from environments.webshop.splits import goal_indices
 
 SAMPLE = list(range(0, 6910, 69))  # a fixed spread of 101 synthetic goals
+
+
+def expert_misses(factory: WebShopFactory, summary: dict) -> list[dict]:
+    """Failures the expert is to blame for: not a purchase of the target that scores what the perfect
+    purchase (target, goal options) does. Under the default (original) reward rule 458 of the 6,910
+    perfect purchases score below 1, so no policy can succeed on those goals."""
+    def perfect(index: int) -> float:
+        goal = factory.goals[index]
+        product = factory.catalogue.product(goal.asin)
+        return score_purchase(goal, product, dict(goal.options), product.price).reward
+
+    return [f for f in summary["failures"] if not (f["bought"] and f["reward"] == perfect(f["goal_index"]))]
 
 
 @pytest.fixture(scope="module")
@@ -81,10 +94,10 @@ def test_one_episode_reaches_reward_one_and_records_what_the_expert_saw(session)
     assert trajectory.task == goal["instruction"]
 
 
-def test_expert_solves_a_fixed_sample_of_goals(tmp_path, session):
+def test_expert_solves_a_fixed_sample_of_goals(tmp_path, factory, session):
     summary = record_expert_trajectories(None, SAMPLE, tmp_path / "expert.jsonl", session=session)
     assert summary["recorded"] == len(SAMPLE)
-    assert summary["success_rate"] >= 0.95, summary["failures"]
+    assert len(expert_misses(factory, summary)) <= 0.05 * len(SAMPLE), summary["failures"]
     records = list(read_trajectories(tmp_path / "expert.jsonl"))
     assert [r.id for r in records] == [f"webshop/expert/goal-{i:05d}" for i in SAMPLE]
     assert all(len(r.steps) <= 15 for r in records)
@@ -201,7 +214,7 @@ def test_bad_requests_get_clear_errors(tmp_path, session):
 
 
 @pytest.mark.slow
-def test_expert_solves_at_least_95_percent_of_all_synthetic_goals(tmp_path, session):
+def test_expert_solves_at_least_95_percent_of_all_synthetic_goals(tmp_path, factory, session):
     summary = record_expert_trajectories("all", None, tmp_path / "all.jsonl", session=session)
     assert summary["recorded"] == 6910
-    assert summary["success_rate"] >= 0.95, summary["failures"][:20]
+    assert len(expert_misses(factory, summary)) <= 0.05 * 6910, summary["failures"][:20]

@@ -106,13 +106,39 @@ def test_rich_sub_pages(rich_session, button, content):
     assert session.step("click[< prev]").observation.startswith("You have clicked lavender.\n")
 
 
-def test_rich_done_page():
-    session = WebShopFactory(observation_mode="text_rich").new_session()
+DONE_PAGE_TEXTS = [  # the original done page's text nodes as the original text environment renders them
+    "Thank you for shopping with us!", "Your code: ", "None", " (Paste it in your MTurk interface.)",
+    "Purchased", "asin", "B07F2G93BJ", "options", '{"color": "lavender", "size": "x-large"}',
+    "attrs", "None", "category", "None", "query", "None", "product category", "None",
+    "Target", "asin", "options", "attrs", "price upper", "instuction text", "category", "product category", "query",
+    "Goal ", "None", "Reward", "Your score (min 0.0, max 1.0)", "0.8571428571428571", "Reward Details ", "None",
+]
+
+
+def buy_lavender_x_large(mode: str):
+    session = WebShopFactory(observation_mode=mode).new_session()
     session.reset({"goal_index": 580})
     session.step("search[amazon essentials men's slim-fit long-sleeve solid pocket oxford shirt]")
     session.step("click[b07f2g93bj]")
-    outcome = session.step("click[buy now]")
-    assert outcome.observation == (
-        "Thank you for shopping with us!\nPurchased\nasin\nB07F2G93BJ\noptions\n{}\n"
-        f"Your score (min 0.0, max 1.0)\n{outcome.reward}\n"
-    )
+    session.step("click[x-large]")
+    session.step("click[lavender]")
+    return session.step("click[buy now]")
+
+
+@pytest.mark.parametrize(
+    ("mode", "render"),
+    [
+        ("text", lambda texts: " [SEP] ".join(text.strip() for text in texts)),
+        ("text_rich", lambda texts: "".join(f"{text}\n" for text in texts)),
+    ],
+)
+def test_done_page_texts(mode, render):
+    outcome = buy_lavender_x_large(mode)
+    assert outcome.terminated and outcome.reward == 6 / 7  # the goal wants "x-small"
+    assert outcome.observation == render(DONE_PAGE_TEXTS)
+
+
+def test_done_page_html():
+    html = buy_lavender_x_large("html").observation
+    assert [node.text for node in parse_page(html).nodes] == DONE_PAGE_TEXTS
+    assert '<div style="display:none">' in html  # what a browser hides is still text to an agent

@@ -195,7 +195,7 @@ def test_human_shop_pages_over_http(server):
 
     # The agent API sees the same session, finished.
     observation = http.get(api(server, f"/sessions/{session_id}/observation"), timeout=10).json()["observation"]
-    assert observation.endswith("Your score (min 0.0, max 1.0) [SEP] 1.0")
+    assert "Your score (min 0.0, max 1.0) [SEP] 1.0 [SEP] Reward Details" in observation
 
     assert http.get(f"{server.url}/search_results/no-such-session/x/1", timeout=10).status_code == 404
     assert http.get(f"{server.url}/", params={"goal_index": "many"}, timeout=10).status_code == 400

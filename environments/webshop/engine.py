@@ -50,7 +50,7 @@ from environments.webshop.pages import (
     PageKind,
     PageState,
 )
-from environments.webshop.reward import score_purchase
+from environments.webshop.reward import DEFAULT_REWARD_RULE, check_reward_rule, score_purchase
 from environments.webshop.search import SEARCH_RETURN_N, BM25Index, document_text
 from environments.webshop.splits import goal_indices, split_names
 
@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 
 SEARCH_CACHE_SIZE = 8192
 _ACTION_PATTERN = re.compile(r"(.+)\[(.+)\]")
-RESET_OPTION_KEYS = frozenset({"goal_index", "split", "session", "seed"})
+RESET_OPTION_KEYS = frozenset({"goal_index", "split", "session", "seed", "reward_rule"})
 _SESSION_PATTERN = re.compile(r"fixed_(\d+)")
 
 BUY_NOW = "buy now"
@@ -122,8 +122,10 @@ class WebShopFactory:
     Options: ``observation_mode`` (``text``, ``text_rich``, ``html``, ``url``), ``human_goals``
     (the 13 human instructions instead of the 6,910 synthetic goals), ``show_attributes`` (the
     Attributes button on item pages), ``base_url`` (the host in ``url`` observations), ``data_dir``
-    (where the benchmark data lives; default: ``harness.data``'s lookup) and ``noun_tagger`` (a
-    registered noun tagger name for the reward; default: the reward module's).
+    (where the benchmark data lives; default: ``harness.data``'s lookup), ``noun_tagger`` (a
+    registered noun tagger name for the reward; default: the reward module's) and ``reward_rule``
+    (``original``, the default, or ``values``: how goal options are matched, see
+    :mod:`environments.webshop.reward`; a reset option of the same name overrides it per episode).
     """
 
     def __init__(
@@ -134,6 +136,7 @@ class WebShopFactory:
         base_url: str = DEFAULT_BASE_URL,
         data_dir: str | None = None,
         noun_tagger: str | None = None,
+        reward_rule: str = DEFAULT_REWARD_RULE,
     ) -> None:
         if observation_mode not in OBSERVATION_MODES:
             raise InvalidOptionsError(
@@ -147,6 +150,7 @@ class WebShopFactory:
         self.show_attributes = show_attributes
         self.base_url = base_url.rstrip("/")
         self.noun_tagger = noun_tagger
+        self.reward_rule = _checked_reward_rule(reward_rule)
         self.catalogue = load_catalogue(data_dir)
         self.search = shared_search(data_dir)
         self.goals = self.catalogue.goals(human_goals)
@@ -170,6 +174,7 @@ class WebShopFactory:
             "splits": {name: len(goal_indices(name, self.human_goals, self.catalogue)) for name in self.splits},
             "observation_mode": self.observation_mode,
             "show_attributes": self.show_attributes,
+            "reward_rule": self.reward_rule,
             "observation_charset": self.observation_charset,
         }
 
@@ -222,6 +227,13 @@ class WebShopFactory:
         """Nothing to release: the catalogue and index are shared per process."""
 
 
+def _checked_reward_rule(name: Any) -> str:
+    try:
+        return check_reward_rule(name)
+    except ValueError as exc:
+        raise InvalidOptionsError(str(exc)) from None
+
+
 class WebShopSession:
     """One shopper on the simulated site (a :class:`~environments.core.engine.TextSession`)."""
 
@@ -229,6 +241,7 @@ class WebShopSession:
         self.factory = factory
         self._goal: Goal | None = None
         self._goal_index = -1
+        self._reward_rule = factory.reward_rule
         self.label = ""
         self._state = PageState()
         self._visited: set[str] = set()
@@ -243,10 +256,12 @@ class WebShopSession:
         Options (at most one of the first three): ``goal_index`` (int), ``split`` (a split name,
         sampled uniformly with ``seed``), ``session`` (``"fixed_<i>"``, the original's fixed
         sessions); with none of them a goal is drawn with the goal weights, as in the original.
+        ``reward_rule`` overrides the factory's for this episode.
         """
         if options is not None and not isinstance(options, Mapping):
             raise InvalidOptionsError(f"reset options must be a mapping, got {type(options).__name__}")
         index, label = self.factory.choose_goal(dict(options or {}))
+        self._reward_rule = _checked_reward_rule((options or {}).get("reward_rule", self.factory.reward_rule))
         self._goal_index = index
         self._goal = self.factory.goals[index]
         self.label = label
@@ -382,6 +397,7 @@ class WebShopSession:
                 "product_category": goal.product_category,
             },
             "session": self.label,
+            "reward_rule": self._reward_rule,
             "page": self._state.kind.value,
             "available_actions": self._current_view().parsed.available_actions(),
         }
@@ -433,7 +449,9 @@ class WebShopSession:
     def _buy(self) -> None:
         state = self._state
         product = self.factory.catalogue.product(state.asin or "")
-        result = score_purchase(self.goal, product, dict(state.options), product.price, self.factory.noun_tagger)
+        result = score_purchase(
+            self.goal, product, dict(state.options), product.price, self.factory.noun_tagger, self._reward_rule
+        )
         self._purchase = Purchase(
             asin=product.asin,
             options=dict(state.options),

@@ -205,9 +205,18 @@ def _sub_page(layout: Layout, catalogue: Catalogue, **context: object) -> str:
     return _render(SUB_PAGES[layout.sub_page or ""].template, product=product, **context)
 
 
+DONE_PAGE_UNSET: dict[str, None] = dict.fromkeys(
+    ("mturk_code", "purchased_attrs", "category", "query", "product_category", "goal", "reward_info")
+)
+"""What the original text environment leaves unset on the done page: it renders the template with the
+purchase and the score only, so these show as "None" (or nothing, where a field of the goal is read)."""
+
+
 def _done(layout: Layout, catalogue: Catalogue, **context: object) -> str:
     options = dict(layout.options)
-    return _render("done_page.html", asin=layout.asins[0], options=options, reward=layout.reward, **context)
+    return _render(
+        "done_page.html", asin=layout.asins[0], options=options, reward=layout.reward, **DONE_PAGE_UNSET, **context
+    )
 
 
 _RENDERERS: dict[PageKind, Callable[..., str]] = {

@@ -1,20 +1,38 @@
-"""The WebShop purchase reward, as the spec states it (docs/webshop-spec.md, section "Reward").
+"""The WebShop purchase reward, as the original ``web_agent_site/engine/goal.py`` computes it.
 
 reward = r_type * (matched attributes + matched options + price ok) / (#attributes + #options + 1)
 
-Faithfulness notes (each checked against the original ``web_agent_site/engine/goal.py``):
+What each part does, checked against the original ``goal.py`` (the revision that passes
+``goal_options.items()``, as at 64fa2a5) and ``normalize.py``. An older revision in the original's
+history (blob of commit 6ba9969) matched a "size" option exactly and also searched the product text
+for options; the revision reproduced here does neither.
 
+- Type factor: same query, at least two shared category-path parts, and the title score: the share
+  of the goal name's nouns (counted with repeats) found among the product name's nouns (as sets).
+  The noun tagger is a named, replaceable part (:mod:`environments.webshop.nouns`).
+- Attributes: a goal attribute counts when a product attribute has a token-set ratio above 85 with
+  it, or when it is a substring of the lowercased title, joined bullet points or description.
+- Options: a goal option counts when any selected value (colour-normalised) has a token-set ratio
+  above 85 with it. What the goal side of that comparison is depends on the **reward rule**:
+
+  - ``original`` (default): exactly what the original does. For synthetic goals (options as a dict)
+    it hands the option reward ``goal_options.items()``, so every later step sees the
+    ``(name, value)`` *pair*: colour normalisation tests ``colour in pair`` (true only when the name
+    or the value *equals* a colour word, which then replaces the pair), and the fuzzy matcher
+    compares against the pair's string form (``"('size', 'x-large')"``, tokens ``size x large``). So
+    a selected value whose tokens are a subset of the name's and value's tokens matches, and an
+    exact purchase of ``1877brown`` (normalised to ``brown``) against ``('color', '1877brown')``
+    does not (ratio 50). Human goals (options as a list) are matched by value.
+  - ``values``: the option rule as ``docs/webshop-spec.md`` states it, on values for every goal
+    (both sides colour-normalised). It differs from ``original`` only for synthetic goals.
+
+  Every result records the rule in ``components["reward_rule"]``.
 - Fuzzy matching is thefuzz's ``token_set_ratio`` as the original calls it: default processing
   (characters 128-255 dropped, every non-word character turned into a space, lowercased, stripped)
   and an integer-rounded score, compared with ``> 85``. rapidfuzz computes the same InDel ratio that
   thefuzz uses with python-Levenshtein: identical scores on every attribute and option pair of the
   1k catalogue. thefuzz's pure-Python fallback (difflib) differs on 4 of 675,693 option pairs, all
   binocular magnifications such as "8x40 hd binoculars" vs "10x50 hd binoculars".
-- The title score divides by the number of goal nouns counted with repeats and intersects sets, as
-  the original does; the noun tagger is a named, replaceable part (:mod:`environments.webshop.nouns`).
-- Options follow the spec: a goal option counts when any selected value (both colour-normalised)
-  has a token-set ratio above 85. The original instead loops over the selected options, requires an
-  exact match for a "size" group and also accepts a selected value found in the product text.
 - A goal without attributes scores its options and price only (the original divides by zero).
 """
 
@@ -58,6 +76,44 @@ _NON_WORD = re.compile(r"\W", re.UNICODE)
 def normalize_color(value: str) -> str:
     """The first known colour word contained in ``value`` (substring, list order), else ``value``."""
     return next((color for color in COLOR_WORDS if color in value), value)
+
+
+def original_goal_option(name: str, value: str) -> str:
+    """What the original matches a synthetic goal's option ``name: value`` as.
+
+    The original's ``normalize_color`` receives the pair itself, so ``colour in pair`` is an equality
+    test against the name and the value; when neither is a colour word the pair is kept, and thefuzz
+    turns it into its string form before matching.
+    """
+    pair = (name, value)
+    return next((color for color in COLOR_WORDS if color in pair), str(pair))
+
+
+def _goal_option_values(goal: Goal) -> list[str]:
+    """The ``values`` rule: every goal option by value, colour-normalised."""
+    return [normalize_color(value) for value in goal.option_values]
+
+
+def _goal_option_original(goal: Goal) -> list[str]:
+    """The ``original`` rule: synthetic goals' options as (name, value) pairs, human goals' by value."""
+    if isinstance(goal.options, Mapping):
+        return [original_goal_option(name, value) for name, value in goal.options.items()]
+    return _goal_option_values(goal)
+
+
+REWARD_RULES: dict[str, Callable[[Goal], list[str]]] = {
+    "original": _goal_option_original,
+    "values": _goal_option_values,
+}
+"""Reward rule name -> the goal-side option terms it matches selected values against (one per goal option)."""
+DEFAULT_REWARD_RULE = "original"
+
+
+def check_reward_rule(name: Any) -> str:
+    """``name`` if it is a registered reward rule, else a ValueError that lists them."""
+    if not isinstance(name, str) or name not in REWARD_RULES:
+        raise ValueError(f"unknown reward_rule {name!r}; choose one of {sorted(REWARD_RULES)}")
+    return name
 
 
 @lru_cache(maxsize=65_536)
@@ -114,16 +170,12 @@ def _attribute_found(wanted: str, product: Product) -> bool:
     return any(wanted in text.lower() for text in texts)
 
 
-def _option_found(wanted: str, selected: Sequence[str]) -> bool:
-    return any(_fuzzy_match(wanted, value) for value in selected)
-
-
-def _split(items: Sequence[str], found: Callable[[str], bool]) -> tuple[list[str], list[str]]:
+def _split(items: Sequence[str], found: Sequence[bool]) -> tuple[list[str], list[str]]:
     """(items found, items not found), each in goal order."""
     hits: list[str] = []
     misses: list[str] = []
-    for item in items:
-        (hits if found(item) else misses).append(item)
+    for item, hit in zip(items, found, strict=True):
+        (hits if hit else misses).append(item)
     return hits, misses
 
 
@@ -160,19 +212,26 @@ def score_purchase(
     selected_options: Mapping[str, str],
     price: float,
     tagger: NounTagger | str | None = None,
+    reward_rule: str = DEFAULT_REWARD_RULE,
 ) -> RewardResult:
-    """Score buying ``product`` at ``price`` with ``selected_options`` (group -> value) against ``goal``."""
+    """Score buying ``product`` at ``price`` with ``selected_options`` (group -> value) against ``goal``.
+
+    ``reward_rule`` chooses how goal options are matched (see the module docstring).
+    """
     _check_inputs(selected_options, price)
+    goal_terms = REWARD_RULES[check_reward_rule(reward_rule)](goal)
     noun_tagger = _resolve_tagger(tagger)
     type_parts = type_reward(goal, product, noun_tagger)
 
     attributes = list(goal.attributes)
-    matched_attributes, unmatched_attributes = _split(attributes, lambda a: _attribute_found(a, product))
+    matched_attributes, unmatched_attributes = _split(
+        attributes, [_attribute_found(attribute, product) for attribute in attributes]
+    )
 
     goal_values = list(goal.option_values)
     selected = [normalize_color(value) for value in selected_options.values()]
     matched_options, unmatched_options = _split(
-        goal_values, lambda value: _option_found(normalize_color(value), selected)
+        goal_values, [any(_fuzzy_match(value, term) for value in selected) for term in goal_terms]
     )
 
     price_ok = price <= goal.price_upper
@@ -197,5 +256,6 @@ def score_purchase(
         "asin": product.asin,
         "goal_asin": goal.asin,
         "tagger": noun_tagger.name,
+        "reward_rule": reward_rule,
     }
     return RewardResult(reward=reward, components=components)

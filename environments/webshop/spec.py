@@ -48,6 +48,8 @@ SPEC = EnvSpec(
         "show_attributes": "false (default) or true: the Attributes button on item pages",
         "base_url": "host shown in url observations (default http://127.0.0.1:3000)",
         "noun_tagger": "noun tagger for the reward's type factor (default: the reward module's)",
+        "reward_rule": "original (default: options matched as the original code does) or values (as the spec "
+        "states it); also a reset option",
         "data_dir": "benchmark data directory (default: $HARNESS_DATA_DIR or ../shared/data)",
     },
 )
