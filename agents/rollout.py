@@ -24,6 +24,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.local_envs import InProcessEnvs
 from agents.policy import ActionSample, AgentTurn, HistoryItem, Policy, derive_seed
 from agents.tasks import EpisodeSpec, TaskSource, task_source
 from environments.core.trajectory import Step, Trajectory, TrajectoryWriter
@@ -132,38 +133,24 @@ class RolloutEngine:
         self.spec = get_env_spec(config.env)
         self.tasks: TaskSource = task_source(config.env)
         self.max_steps = config.max_steps or self.spec.default_max_steps
-        self._make_env = make_env or self._gym_env
+        self._given_make_env = make_env
         self.source = config.source or policy.name
-        self._factory: Any = None
 
-    def _gym_env(self) -> Any:
-        """A Gymnasium env; in-process envs that accept a ``session`` share one engine factory.
+    def _own_make_env(self) -> Callable[[], Any]:
+        """Sessions on the configured server, or in-process on one engine factory for this run (closed after
+        it; pass a longer-lived ``make_env``, e.g. ``agents.local_envs.InProcessEnvProviders``', to share one)."""
+        if self.config.server_url is None:
+            return InProcessEnvs(self.config.env, self.max_steps, self.config.env_options)
 
-        One factory for all sessions matters for engines with worker processes (ALFWorld): a factory
-        per env would start workers per env.
-        """
-        import gymnasium
+        def remote_env() -> Any:
+            import gymnasium
 
-        import environments  # noqa: F401 - registers the Gymnasium ids
+            import environments  # noqa: F401 - registers the Gymnasium ids
 
-        kwargs: dict[str, Any] = {"server_url": self.config.server_url, "max_steps": self.max_steps}
-        if self.config.server_url is None and self._takes_session():
-            if self._factory is None:
-                options = {"max_steps": self.max_steps} if "max_steps" in self.spec.factory_options else {}
-                self._factory = self.spec.make_factory(**{**options, **self.config.env_options})
-            return gymnasium.make(self.spec.gym_id, max_steps=self.max_steps, session=self._factory.new_session())
-        return gymnasium.make(self.spec.gym_id, **kwargs, **self.config.env_options)
+            return gymnasium.make(self.spec.gym_id, server_url=self.config.server_url, max_steps=self.max_steps,
+                                  **self.config.env_options)
 
-    def _takes_session(self) -> bool:
-        import inspect
-
-        import gymnasium
-
-        entry = gymnasium.spec(self.spec.gym_id).entry_point
-        if isinstance(entry, str):
-            module, _, name = entry.partition(":")
-            entry = getattr(__import__(module, fromlist=[name]), name)
-        return "session" in inspect.signature(entry).parameters
+        return remote_env
 
     def run(self, episodes: Sequence[EpisodeSpec], writer: TrajectoryWriter | None = None) -> tuple[
             list[Trajectory], RolloutStats]:
@@ -181,10 +168,16 @@ class RolloutEngine:
         if not pending:
             return trajectories, stats
         started = time.perf_counter()
-        envs = [self._make_env() for _ in range(min(self.config.concurrency, len(pending)))]
+        make_env = self._given_make_env or self._own_make_env()
+        envs: list[Any] = []
+        try:
+            envs += [make_env() for _ in range(min(self.config.concurrency, len(pending)))]
+        except BaseException:
+            self._close(envs, make_env)
+            raise
         # A make_env whose environments live in other processes says so (remote = True, e.g. the Ray and
         # server-pool providers of harness.distributed): their calls are then stepped from the thread pool.
-        remote = self.config.server_url is not None or bool(getattr(self._make_env, "remote", False))
+        remote = self.config.server_url is not None or bool(getattr(make_env, "remote", False))
         pool = ThreadPoolExecutor(self.config.env_threads, thread_name_prefix="env") if remote else None
         running: list[_Episode | None] = [None] * len(envs)
         try:
@@ -207,13 +200,16 @@ class RolloutEngine:
         finally:
             if pool is not None:
                 pool.shutdown(wait=True)
-            for env in envs:
-                env.close()
-            if self._factory is not None:
-                self._factory.close()
-                self._factory = None
+            self._close(envs, make_env)
         stats.wall_s = time.perf_counter() - started
         return trajectories, stats
+
+    def _close(self, envs: Sequence[Any], make_env: Callable[[], Any]) -> None:
+        """Close the sessions, and the engine factory when this run made it."""
+        for env in envs:
+            env.close()
+        if make_env is not self._given_make_env and isinstance(make_env, InProcessEnvs):
+            make_env.close()
 
     # -- the three phases ---------------------------------------------------------------------------
     def _start(self, pending: deque[EpisodeSpec], running: list[_Episode | None], envs, pool, stats) -> None:

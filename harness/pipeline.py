@@ -16,7 +16,7 @@ import logging
 import random
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -154,6 +154,11 @@ class TrainingPipeline:
         self.cfg = cfg
         self.run = run
         self.envs = envs  # [scale-out] where every rollout's sessions live; None: in-process (or server_url)
+        # In-process sessions: one engine factory per configuration for the whole run (ALFWorld's worker
+        # pool starts once, not per cell and phase); closed by close().
+        from agents.local_envs import InProcessEnvProviders
+
+        self._local_envs = InProcessEnvProviders()
         self._shared: dict[tuple[str, int], SharedWork] = {}
 
     # -- shared work --------------------------------------------------------------------------------
@@ -198,7 +203,7 @@ class TrainingPipeline:
         if not self._done_marker(env.name, seed, "expert").exists():
             ctx.phase("expert data", total=len(tasks))
             episodes = plan_episodes(env.name, tasks, source="expert", seed=seed)
-            engine = self._engine(make_policy("expert"), self._rollout_config(env, "expert", capped=False))
+            engine = self._engine(make_policy("expert"), env, self._rollout_config(env, "expert", capped=False))
             ledger = Ledger(None, strategy="shared", run=f"{env.name}-seed{seed}")
             with TrajectoryWriter(path) as writer, ledger.phase("expert") as meter:
                 _, stats = engine.run(episodes, writer=writer)
@@ -293,15 +298,24 @@ class TrainingPipeline:
                              concurrency=self.cfg.rollout_concurrency, source=source, env_options=dict(env.options),
                              progress=False)
 
-    def _make_env(self, env: str, max_steps: int | None, options: Mapping[str, Any]) -> Callable[[], Any] | None:
-        """[scale-out] A rollout's ``make_env``: the run's sessions (``--ray``), or None for the engine's own."""
-        return None if self.envs is None else self.envs.provider(env, max_steps, options)
+    def _make_env(self, env: EnvRunConfig, max_steps: int | None) -> Callable[[], Any] | None:
+        """A rollout's ``make_env``: the run's sessions (``--ray``, or in-process ones shared by the whole
+        run), or None for the engine's own sessions on the env's ``server_url``."""
+        if self.envs is not None:  # [scale-out]
+            return self.envs.provider(env.name, max_steps, env.options)
+        if env.server_url is not None:
+            return None
+        return self._local_envs.provider(env.name, max_steps, env.options)
 
-    def _engine(self, policy: Any, config: RolloutConfig) -> RolloutEngine:
+    def _engine(self, policy: Any, env: EnvRunConfig, config: RolloutConfig) -> RolloutEngine:
         """A rollout engine for ``config`` whose environment sessions live where the run says."""
         from agents.rollout import RolloutEngine
 
-        return RolloutEngine(policy, config, make_env=self._make_env(config.env, config.max_steps, config.env_options))
+        return RolloutEngine(policy, config, make_env=self._make_env(env, config.max_steps))
+
+    def close(self) -> None:
+        """Stop the run's in-process engines (ALFWorld's workers)."""
+        self._local_envs.close()
 
     def run_cell(self, env: EnvRunConfig, strategy: str, seed: int, ctx: CellContext) -> None:
         from prism_train.ledger import Ledger
@@ -368,12 +382,11 @@ class TrainingPipeline:
                           clip_eps=r.clip, kl_coef=r.kl_coef, temperature=r.temperature,
                           max_new_tokens=self.cfg.model.max_new_tokens, max_episode_steps=env.max_steps,
                           concurrency=self.cfg.rollout_concurrency, server_url=env.server_url,
-                          prompt=self._prompt_config(), save_every=max(1, r.iterations),
+                          env_options=dict(env.options), prompt=self._prompt_config(), save_every=max(1, r.iterations),
                           weights_dtype=self.cfg.model.dtype, **self._lora(adapter))
         policy = self._policy(model_dir, temperature=r.temperature, adapter=adapter)
         try:
-            # the sessions the trainer's own engine would make: the step cap, no env options
-            make_env = self._make_env(env.name, env.max_steps, {})
+            make_env = self._make_env(env, env.max_steps)  # the trainer's engine config: the step cap, env options
             result = RLTrainer(config, tasks, policy.backend, ledger=ledger, resume=False, make_env=make_env).train(
                 on_iteration=lambda report: ctx.progress.advance(1, episodes=report.episodes))
         finally:
@@ -389,7 +402,7 @@ class TrainingPipeline:
         return rollout_callback(policy, env.name, ledger=ledger, output_dir=ctx.dir,
                                 shape=_shape(work.model_dir), max_steps=env.max_steps,
                                 concurrency=self.cfg.rollout_concurrency, server_url=env.server_url,
-                                make_env=self._make_env(env.name, env.max_steps, {}))  # as the callback's config
+                                env_options=env.options, make_env=self._make_env(env, env.max_steps))
 
     def _evaluate(self, env: EnvRunConfig, seed: int, model_dir: Path, adapter: Path | None, ledger: Any,
                   ctx: CellContext) -> None:
@@ -403,9 +416,11 @@ class TrainingPipeline:
             for split in env.eval_splits:
                 tasks = _eval_tasks(env, split)
                 ctx.phase(f"eval {split}", total=len(tasks))
-                engine = self._engine(policy, self._rollout_config(env, "eval"))
+                engine = self._engine(policy, env, self._rollout_config(env, "eval"))
                 episodes = plan_episodes(env.name, tasks, source=f"eval-{split}", seed=seed)
-                with TrajectoryWriter(ctx.dir / f"eval-{split}.jsonl") as writer, ledger.phase("evaluation") as meter:
+                device = policy.backend.compute_device()  # generation's, which may differ from training's
+                with TrajectoryWriter(ctx.dir / f"eval-{split}.jsonl") as writer, \
+                        ledger.phase("evaluation", device=device) as meter:
                     trajectories, stats = engine.run(episodes, writer=writer)
                     meter.add(tokens=stats.prompt_tokens + stats.generated_tokens,
                               flops=generation_flops(shape, trajectories), env_steps=stats.steps,

@@ -147,6 +147,30 @@ def test_random_baseline_and_alfworld(tiny_policy):
     assert all(isinstance(s.info["available_actions"], list) for t in lm for s in t.steps)
 
 
+def test_in_process_providers_start_alfworld_workers_once_for_every_rollout(tiny_policy):
+    """A run's rollouts share one engine factory per configuration (harness eval: every cell): ALFWorld's worker
+    pool starts once, not per rollout, and plays exactly what an engine's own, fresh sessions play."""
+    from agents.local_envs import InProcessEnvProviders
+
+    games = split_tasks("alfworld", "valid_seen", 2)
+    config = RolloutConfig(env="alfworld", max_steps=3, progress=False)
+    providers = InProcessEnvProviders()
+    try:
+        make_env = providers.provider("alfworld", 3)
+        assert providers.provider("alfworld", 3) is make_env and providers.provider("alfworld") is not make_env
+        shared = [RolloutEngine(tiny_policy, config, make_env=make_env).run(plan_episodes("alfworld", games, "lm"))[0]
+                  for _ in range(2)]
+        pool = make_env.factory.pool
+        assert pool.counts["spawned"] == pool.settings.workers  # one start for both rollouts
+    finally:
+        providers.close()
+    assert make_env.factory is None
+    own, _ = RolloutEngine(tiny_policy, config).run(plan_episodes("alfworld", games, "lm"))
+    for trajectories in shared:
+        assert [(t.id, t.actions, [s.observation for s in t.steps]) for t in trajectories] == \
+            [(t.id, t.actions, [s.observation for s in t.steps]) for t in own]
+
+
 def test_alfworld_task_lists_interleave_the_task_types():
     """A small slice of a split (the default evaluates 6 per split) covers every task type once."""
     from environments.alfworld.games import TASK_TYPES, GameCatalogue

@@ -77,6 +77,8 @@ def test_eval_survives_kill_9_and_resumes_without_double_counting(tmp_path):
     shared = run.shared_ledger("webshop", 0)
     assert [e.phase for e in shared].count("expert") == 1 and [e.phase for e in shared].count("probe") == 1
     assert (run_dir / "report" / "leaderboard.html").is_file()
+    attempts = run.manifest().environment["invocations"]  # killed, then resumed: both in-process
+    assert len(attempts) == 2 and all(attempt["ray"] is None for attempt in attempts)
     routing = json.loads((run.cell_dir("webshop__prism-gini__seed0") / "routing.json").read_text())
     assert routing["sft_count"] + routing["rl_count"] >= 2 and "probe" in routing["shared_phases"]
 

@@ -208,6 +208,11 @@ def test_harness_eval_with_ray_flag_matches_the_local_run(cluster, tmp_path):
     ledgers = [entry for name, rows in local.items() if name.endswith("ledger.jsonl") for entry in rows]
     assert {"expert", "routing", "rollout", "evaluation"} <= {entry["phase"] for entry in ledgers}
     assert f"{sum(entry['env_steps'] for entry in ledgers)} steps played on Ray actors, 0 session(s)" in output
+    # run.json says which attempt used Ray, and where; the local run's attempt used none
+    (attempt,) = json.loads((tmp_path / "ray" / "run.json").read_text())["environment"]["invocations"]
+    assert attempt["ray"] == {"address": head_and_worker.address, "workers": 2, "nodes": 2}
+    assert [a["ray"] for a in json.loads((tmp_path / "local" / "run.json").read_text())["environment"]["invocations"]
+            ] == [None]
 
 
 def test_bad_ray_input_gets_clear_errors(ray, tmp_path):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -51,6 +51,14 @@ def _ray_envs(cfg: EvalConfig) -> Iterator[RayEnvProviders | None]:
                       f"{envs.describe()['recoveries']} session(s) moved off a lost actor")
 
 
+def _ray_facts(cfg: EvalConfig, envs: RayEnvProviders | None) -> dict[str, Any] | None:
+    """[scale-out] What ``run.json`` records of the Ray cluster this attempt used (None: no Ray)."""
+    if envs is None or cfg.ray is None:
+        return None
+    described = envs.describe()
+    return {"address": cfg.ray.address, "workers": len(described["workers"]), "nodes": described["nodes"]}
+
+
 def eval_command(
     config: Path = typer.Option(None, "--config", "-c", help="YAML/TOML config file (default: the embedded default)."),
     preset: str = typer.Option(None, help="A built-in preset instead of a file: default, paper."),
@@ -71,7 +79,7 @@ def eval_command(
     """Run a comparison of routing strategies and write the leaderboard report.
 
     With no arguments it runs the embedded default (both environments, every built-in strategy plus
-    the untrained policy, one seed, a tiny model; about 7 minutes on 2 quiet CPU cores). Interrupt it at any
+    the untrained policy, one seed, a tiny model; about 10.5 minutes on 2 quiet CPU cores). Interrupt it at any
     moment and run the same command again: finished cells are kept, the unfinished one restarts.
     """
     from harness.config import ConfigError, load_eval_config
@@ -99,7 +107,7 @@ def eval_command(
 
     from harness.display import render
     from harness.runner import EvalRunner
-    from harness.runs import RunDirError, open_run
+    from harness.runs import RunDirError, open_run, record_invocation
 
     try:
         run = open_run(cfg, run_dir, preset=preset or ("" if config else "default"), fresh=fresh)
@@ -108,8 +116,9 @@ def eval_command(
         raise typer.Exit(2) from None
     console.print(f"run directory: [bold]{run.root}[/]")
     started = time.monotonic()
-    with _ray_envs(cfg) as envs, Live(console=console, refresh_per_second=2, transient=False) as live:
-        pipeline = TrainingPipeline(cfg, run, envs=envs)
+    with _ray_envs(cfg) as envs, Live(console=console, refresh_per_second=2, transient=False) as live, \
+            closing(TrainingPipeline(cfg, run, envs=envs)) as pipeline:
+        record_invocation(run, _ray_facts(cfg, envs))
         runner = EvalRunner(cfg, run, pipeline, on_update=lambda cells: live.update(render(cells, started)))
         live.update(render(runner.cells, started))
         statuses = runner.run()
