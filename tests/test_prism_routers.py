@@ -60,9 +60,8 @@ def test_pyproject_declares_the_builtins_exactly():
     from prism_train.routers import BUILTIN_ROUTERS, ENTRY_POINT_GROUP
 
     declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"].get("entry-points", {})
-    if ENTRY_POINT_GROUP not in declared:
-        pytest.skip("pyproject.toml does not declare [project.entry-points.\"harness.routers\"] yet")
-    assert declared[ENTRY_POINT_GROUP] == BUILTIN_ROUTERS
+    assert declared.get(ENTRY_POINT_GROUP) == BUILTIN_ROUTERS, \
+        f'pyproject.toml must declare [project.entry-points."{ENTRY_POINT_GROUP}"] with exactly the built-ins'
 
 
 def test_prism_routers_split_at_the_median_of_real_probe_scores(probed):

@@ -41,9 +41,8 @@ def index(raw_items: list[dict]) -> BM25Index:
 
 @pytest.fixture(scope="module")
 def reference() -> dict[str, list[list]]:
-    path = _reference_path()
-    if not path.is_file():
-        pytest.skip(f"search reference not found at {path}")
+    path = _reference_path()  # shared benchmark data, like the catalogue: missing is a failure, not a skip
+    assert path.is_file(), f"search reference not found at {path} (it belongs beside the data directory)"
     with open(path) as f:
         return json.load(f)
 
@@ -75,9 +74,10 @@ def test_matches_original_lucene_rankings(index: BM25Index, reference: dict[str,
 
 
 def test_full_top50_and_ties(index: BM25Index, reference: dict[str, list[list]]) -> None:
-    # Beyond the first page: whole result lists, including exact-score ties ordered by asin.
-    exact = sum(index.search(q) == [(a, s) for a, s in hits] for q, hits in reference.items())
-    assert exact / len(reference) >= 0.99
+    # What the README claims: the original index's whole top 50 (fewer where fewer match) on every one of
+    # the 300 queries, ids and order, exact-score ties ordered by asin, and the scores themselves.
+    differing = [query for query, hits in reference.items() if index.search(query) != [(a, s) for a, s in hits]]
+    assert len(reference) == 300 and differing == []
 
 
 def test_search_edge_cases(index: BM25Index) -> None:
