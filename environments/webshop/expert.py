@@ -200,6 +200,7 @@ def play_expert_episode(
             "goal_index": goal_index,
             "goal_asin": goal.get("asin"),
             "goal": goal,
+            "reward_rule": info.get("reward_rule"),
             "purchased": last_info.get("purchased") if terminated else None,
             "reward_components": last_info.get("reward_components") if terminated else None,
             "expert": expert.describe(),
