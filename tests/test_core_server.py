@@ -3,6 +3,8 @@ server keeps serving; remote sessions behave like local ones."""
 
 from __future__ import annotations
 
+import json
+import socket
 import time
 
 import pytest
@@ -95,6 +97,65 @@ def test_bad_input_gets_json_errors_and_server_keeps_serving(server):
         _healthy(server)
     # the session survived all of it
     assert requests.post(step, json={"action": "tick"}, timeout=5).json()["observation"] == "tick 2"
+
+
+@pytest.mark.parametrize("strict", ["false", "true", [1], 1, 0, None, {}])
+def test_strict_must_be_a_boolean(server, strict):
+    sid = requests.post(server.url + "/api/sessions", json={"reset": {}}, timeout=5).json()["session_id"]
+    step = {"action": "tick", "strict": strict}
+    response = requests.post(f"{server.url}/api/sessions/{sid}/step", json=step, timeout=5)
+    assert _error(response, 400) == "bad_request"
+    assert "'strict' must be true or false" in response.json()["error"]["message"]
+    # the refused step did not happen
+    assert requests.get(f"{server.url}/api/sessions/{sid}/observation", timeout=5).json() == {"observation": "tick 0"}
+    assert requests.delete(f"{server.url}/api/sessions/{sid}", timeout=5).status_code == 200
+
+
+def _raw_exchange(server, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send raw bytes over a real socket and read the whole response. The server closes the
+    connection after a refusal, with the rest of the body unread: the kernel then resets it, after
+    the response has arrived."""
+    data = b""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as conn:
+        try:
+            conn.sendall(request)
+            while chunk := conn.recv(65536):
+                data += chunk
+        except ConnectionResetError:
+            assert data, "reset before any response"
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)}
+    return int(status_line.split()[1]), headers, body
+
+
+def test_wsgi_level_refusals_are_json_too(server):
+    """Refusals waitress makes before the app runs keep the JSON error format."""
+    sid = requests.post(server.url + "/api/sessions", json={}, timeout=5).json()["session_id"]
+    path = f"/api/sessions/{sid}/step"
+    # A body over waitress's 1 MiB backstop, announced by Content-Length: refused before it is read.
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {2 << 20}\r\n\r\n"
+    status, headers, body = _raw_exchange(server, head.encode() + b'{"action": "')
+    assert status == 413 and headers["content-type"] == "application/json"
+    assert json.loads(body)["error"]["type"] == "payload_too_large"
+    # The same through an ordinary client that sends the whole body.
+    response = requests.post(server.url + path, data=b'{"action": "' + b"x" * (2 << 20) + b'"}', timeout=10)
+    assert _error(response, 413) == "payload_too_large"
+    # A chunked body that grows past the limit, with no length announced.
+    chunk = b"x" * (256 << 10)
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(6)) + b"0\r\n\r\n"
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    status, headers, body = _raw_exchange(server, head.encode() + chunked)
+    assert status == 413 and json.loads(body)["error"]["type"] == "payload_too_large"
+    # Malformed HTTP and an unsupported transfer coding.
+    head = b"POST /api/sessions HTTP/1.1\r\nHost: x\r\nContent-Length: -4\r\n\r\n"
+    status, headers, body = _raw_exchange(server, head)
+    assert status == 400 and json.loads(body)["error"]["type"] == "bad_request"
+    head = b"POST /api/sessions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"
+    status, headers, body = _raw_exchange(server, head)
+    assert status == 501 and json.loads(body)["error"]["type"] == "not_implemented"
+    _healthy(server)
+    assert requests.post(server.url + path, json={"action": "tick"}, timeout=5).json()["observation"] == "tick 1"
 
 
 def test_cap_and_idle_expiry(server):

@@ -7,10 +7,12 @@ error is a JSON body ``{"error": {"type": ..., "message": ...}}`` with a 4xx cod
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, request
@@ -150,7 +152,9 @@ def build_api() -> Blueprint:
     def step(session_id: str):
         payload = _json_body()
         action = _action(payload)
-        strict = bool(payload.get("strict", False))
+        strict = payload.get("strict", False)
+        if not isinstance(strict, bool):
+            raise ApiError(400, "bad_request", f"'strict' must be true or false, got {json.dumps(strict)}")
         outcome = _sessions().run(session_id, lambda s: s.step(action))
         if strict and outcome.info.get("action_valid") is False:
             raise ApiError(422, "invalid_action", f"the environment rejected the action {action!r}")
@@ -252,6 +256,7 @@ class RunningServer:
         self._threads = [
             threading.Thread(target=self._server.serve, name=f"{app.name}-wsgi", daemon=True),
             threading.Thread(target=self._sweep_idle, name=f"{app.name}-expiry", daemon=True),
+            threading.Thread(target=self._warm_up, name=f"{app.name}-warm-up", daemon=True),
         ]
 
     def start(self) -> RunningServer:
@@ -261,11 +266,22 @@ class RunningServer:
 
     def serve_forever(self) -> None:
         """Serve on the calling thread until interrupted (the CLI path)."""
-        self._threads[1].start()
+        for thread in self._threads[1:]:
+            thread.start()
         try:
             self._server.serve()
         finally:
             self.stop()
+
+    def _warm_up(self) -> None:
+        """Let the engine load what its first requests would otherwise wait for, while it already serves."""
+        warm_up = getattr(self.app.extensions["harness_factory"], "warm_up", None)
+        if warm_up is None:
+            return
+        try:
+            warm_up()
+        except Exception:  # the requests that need it will report the failure to their clients
+            log.exception("warming up the %s engine failed", self.app.name)
 
     def _sweep_idle(self) -> None:
         interval = min(30.0, max(0.05, self.settings.idle_timeout_s / 4))
@@ -295,6 +311,7 @@ class _WaitressServer:
 
         self._server = create_server(
             app,
+            ident="harness",
             host=settings.host,
             port=settings.port,
             threads=settings.threads,
@@ -303,6 +320,7 @@ class _WaitressServer:
             # Flask enforces max_request_bytes with a JSON 413; waitress is only the backstop for floods.
             max_request_body_size=max(1 << 20, 4 * settings.max_request_bytes),
         )
+        self._server.channel_class = _waitress_json_error_channel()
         self.port = int(self._server.effective_port)
 
     def serve(self) -> None:
@@ -310,6 +328,43 @@ class _WaitressServer:
 
     def shutdown(self) -> None:
         self._server.close()
+
+
+@cache
+def _waitress_json_error_channel() -> type:
+    """waitress's connection class, answering its own refusals in the API's JSON error format.
+
+    waitress refuses some requests before the app sees them (a body over its size limit: 413;
+    malformed or oversized headers: 400/431; an unsupported transfer coding: 501; a crash: 500)
+    with a plain-text page; this keeps the promise that every error is ``{"error": {...}}``.
+    """
+    from waitress.channel import HTTPChannel
+    from waitress.task import ErrorTask
+
+    class JsonErrorTask(ErrorTask):
+        def execute(self) -> None:
+            error = self.request.error
+            kind = _WAITRESS_ERROR_KINDS.get(error.code, "http_error")
+            body = json.dumps({"error": {"type": kind, "message": f"{error.reason}: {error.body}"}}).encode()
+            self.status = f"{error.code} {error.reason}"
+            self.response_headers.append(("Content-Type", "application/json"))
+            self.set_close_on_finish()
+            self.content_length = len(body)
+            self.write(body)
+
+    class JsonErrorChannel(HTTPChannel):
+        error_task_class = JsonErrorTask
+
+    return JsonErrorChannel
+
+
+_WAITRESS_ERROR_KINDS = {
+    400: "bad_request",
+    413: "payload_too_large",
+    431: "headers_too_large",
+    500: "internal_error",
+    501: "not_implemented",
+}
 
 
 class _WerkzeugServer:
