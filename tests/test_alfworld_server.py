@@ -4,6 +4,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import gymnasium
 import pytest
 import requests
@@ -93,6 +96,26 @@ def test_state_errors_strict_steps_and_remote_exceptions(server, catalogue):
             remote.step("look")
     finally:
         remote.close()
+
+
+def test_workers_start_from_a_script_on_standard_input(catalogue, tmp_path):
+    """``python - <<EOF``: spawn-based workers re-imported the launcher's ``__main__`` and died at start."""
+    game = catalogue.games("valid_seen")[0]
+    script = f"""
+from environments.alfworld.session import ALFWorldFactory
+factory = ALFWorldFactory(workers=1, disk_cache=False)
+session = factory.new_session()
+session.reset({{"game": {game.id!r}}})
+outcome = session.step({game.walkthrough()[0]!r})
+print("played", outcome.info["action_valid"], factory.pool.describe()["spawned"])
+session.close()
+factory.close()
+"""
+    done = subprocess.run(
+        [sys.executable, "-"], input=script, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["played", "True", "1"], done.stdout + done.stderr
 
 
 def test_check_env_in_process():

@@ -2,12 +2,13 @@
 
 Design (see docs/alfworld.md):
 
-- ``workers`` spawned processes (``multiprocessing`` "spawn" context, one duplex ``Pipe`` each)
-  run the engines; the server process only routes. They start at :meth:`WorkerPool.start` or at
-  the first lease. Each worker has ``sessions_per_worker`` slots,
-  one engine per slot, so a worker hosts several sessions at once without mixing their games. A
-  session takes a *lease* on a slot at its first reset and keeps it, so repeated resets of a game
-  hit that worker's memo and its already-loaded engine; new leases go to the least-loaded worker.
+- ``workers`` child interpreters (:func:`~environments.alfworld.worker.launch_worker`, one duplex
+  connection each; independent of the launcher's ``__main__``) run the engines; the server process
+  only routes. They start at :meth:`WorkerPool.start` or at the first lease. Each worker has
+  ``sessions_per_worker`` slots, one engine per slot, so a worker hosts several sessions at once
+  without mixing their games. A session takes a *lease* on a slot at its first reset and keeps it,
+  so repeated resets of a game hit that worker's memo and its already-loaded engine; new leases go
+  to the least-loaded worker.
 - One request at a time per worker (a lock per pipe). Each request has a deadline: game starts get
   ``load_timeout_s``, steps ``step_timeout_s``. A worker that misses its deadline is killed and
   replaced; the caller gets :class:`EngineUnavailableError` (HTTP 503), and so does every other
@@ -20,12 +21,12 @@ Design (see docs/alfworld.md):
 from __future__ import annotations
 
 import logging
-import multiprocessing
+import subprocess
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from environments.alfworld.worker import WorkerConfig, worker_main
+from environments.alfworld.worker import WorkerConfig, launch_worker
 from environments.core.engine import EngineUnavailableError
 
 log = logging.getLogger(__name__)
@@ -59,14 +60,9 @@ class PoolSettings:
 class _Worker:
     """One worker process as the pool sees it; ``lock`` guards the pipe."""
 
-    def __init__(self, ctx: Any, number: int, settings: PoolSettings) -> None:
+    def __init__(self, number: int, settings: PoolSettings) -> None:
         self.number = number
-        self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(
-            target=worker_main, args=(child, settings.worker), name=f"alfworld-worker-{number}", daemon=True
-        )
-        self.process.start()
-        child.close()
+        self.process, self.conn = launch_worker(settings.worker)
         self.lock = threading.Lock()
         self.ready = False
         self.free_slots = list(range(settings.sessions_per_worker - 1, -1, -1))
@@ -78,6 +74,17 @@ class _Worker:
     @property
     def usable(self) -> bool:
         return self.failure is None and not self.retiring
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def reap(self, timeout_s: float = 5.0) -> None:
+        """Wait for the process to exit, killing it if it has not within ``timeout_s``."""
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout_s)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -103,7 +110,6 @@ class WorkerPool:
 
     def __init__(self, settings: PoolSettings) -> None:
         self.settings = settings
-        self._ctx = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
         self._workers: list[_Worker] = []
         self._numbers = 0
@@ -131,8 +137,8 @@ class WorkerPool:
             if self._closed:
                 raise EngineUnavailableError("the ALFWorld worker pool is shut down")
             for worker in self._workers:
-                if worker.usable and not worker.process.is_alive():
-                    self._mark_failed(worker, f"worker {worker.number} exited (code {worker.process.exitcode})")
+                if worker.usable and not worker.alive():
+                    self._mark_failed(worker, f"worker {worker.number} exited (code {worker.process.returncode})")
                     self.counts["crashed"] += 1
             self._top_up()
             candidates = [w for w in self._workers if w.usable and w.free_slots]
@@ -206,7 +212,14 @@ class WorkerPool:
         """Wait for a new worker's hello (caller holds its lock); its import time is not a load."""
         if not worker.conn.poll(self.settings.start_timeout_s):
             raise EOFError(f"no hello from the new process within {self.settings.start_timeout_s:g} s")
-        kind, payload = worker.conn.recv()
+        try:
+            kind, payload = worker.conn.recv()
+        except EOFError:
+            worker.reap()
+            raise EOFError(
+                f"the process exited with code {worker.process.returncode} before it was ready; "
+                "its traceback is on the server's standard error"
+            ) from None
         if kind != "ready":
             raise EOFError(str(payload))
         worker.ready = True
@@ -227,7 +240,7 @@ class WorkerPool:
         """Spawn workers until ``workers`` of them take new leases."""
         while not self._closed and sum(w.usable for w in self._workers) < self.settings.workers:
             self._numbers += 1
-            self._workers.append(_Worker(self._ctx, self._numbers, self.settings))
+            self._workers.append(_Worker(self._numbers, self.settings))
             self.counts["spawned"] += 1
 
     def _mark_failed(self, worker: _Worker, failure: str) -> None:
@@ -241,7 +254,7 @@ class WorkerPool:
         """Stop a worker at once (caller holds the worker's lock)."""
         worker.failure = failure
         worker.process.kill()
-        worker.process.join(5)
+        worker.reap()
         worker.conn.close()
 
     @staticmethod
@@ -253,10 +266,7 @@ class WorkerPool:
                 worker.conn.send(("shutdown", {}))
             except OSError:
                 pass
-            worker.process.join(5)
-            if worker.process.is_alive():
-                worker.process.kill()
-                worker.process.join(5)
+            worker.reap()
             worker.conn.close()
 
     # -- introspection and shutdown -------------------------------------------------------------

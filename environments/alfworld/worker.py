@@ -1,6 +1,10 @@
 """The game worker process: a few engines, the memos, and a request loop on a pipe.
 
-The server never runs the engine itself. Each worker is a spawned process that imports textworld,
+The server never runs the engine itself. Each worker is its own interpreter, started as
+``python -m environments.alfworld.worker FD CONFIG`` (see :func:`launch_worker`) rather than with
+``multiprocessing``'s spawn, which re-imports the launcher's ``__main__`` in every child and so fails
+for a script read from standard input (``python - <<EOF``), a notebook cell or ``python -c``.
+The worker imports textworld,
 installs the memos (:mod:`environments.alfworld.memo`) and answers requests ``(op, args)`` with
 ``("ok", result)`` or ``("error", message)``. A worker holds one engine per *slot*; the pool
 (:mod:`environments.alfworld.pool`) leases a slot to a session, so several sessions share a
@@ -10,13 +14,17 @@ Only plain data crosses the pipe, and only from the server's own code: clients n
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import resource
 import signal
+import socket
+import subprocess
+import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -26,7 +34,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    """What a worker needs to know; sent to the child at spawn, so it must pickle."""
+    """What a worker needs to know; passed to the child as JSON on its command line."""
 
     memoise: bool = True
     disk_cache_dir: str | None = None
@@ -103,3 +111,32 @@ def worker_main(conn: Connection, config: WorkerConfig) -> None:
             log.exception("worker op %s failed", op)
             reply = ("error", f"{type(exc).__name__}: {exc}")
         conn.send(reply)
+
+
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+"""The directory holding the ``environments`` package, put on the child's ``PYTHONPATH``."""
+
+
+def launch_worker(config: WorkerConfig) -> tuple[subprocess.Popen[bytes], Connection]:
+    """Start a worker interpreter and return it with the parent's end of its duplex connection.
+
+    The child gets the other end of a socket pair as an inherited file descriptor; nothing depends
+    on how the caller was started. A child whose parent dies sees end-of-file and exits.
+    """
+    parent_end, child_end = socket.socketpair()
+    with child_end:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(_PROJECT_ROOT), env.get("PYTHONPATH"))))
+        command = [sys.executable, "-m", __name__, str(child_end.fileno()), json.dumps(asdict(config))]
+        process = subprocess.Popen(command, pass_fds=(child_end.fileno(),), stdin=subprocess.DEVNULL, env=env)
+    return process, Connection(parent_end.detach())
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m environments.alfworld.worker FD CONFIG_JSON``: serve the inherited connection."""
+    fd, config = argv if argv is not None else sys.argv[1:]
+    worker_main(Connection(int(fd)), WorkerConfig(**json.loads(config)))
+
+
+if __name__ == "__main__":
+    main()
