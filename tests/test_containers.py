@@ -164,7 +164,7 @@ def test_server_pool_over_two_containers_survives_one_being_killed(images, tmp_p
     from agents.scripted import RandomPolicy
     from agents.tasks import plan_episodes, split_tasks
     from harness.distributed import make_server_pool_provider
-    from tests.test_ray_rollout import _by_id, _content, _KillingWriter
+    from tests.helpers.rollouts import KillingWriter, by_id, content
 
     plan = plan_episodes("webshop", split_tasks("webshop", "test", limit=12), "random", seed=5)
     config = RolloutConfig(env="webshop", concurrency=4, progress=False)
@@ -173,7 +173,7 @@ def test_server_pool_over_two_containers_survives_one_being_killed(images, tmp_p
     with running(images["webshop"], PORTS["webshop"], [_data_mount()]) as (_, url_a), \
             running(images["webshop"], PORTS["webshop"], [_data_mount()]) as (name_b, url_b):
         with make_server_pool_provider([url_a, url_b], "webshop") as provider:
-            writer = _KillingWriter(out, lambda: _podman("kill", name_b), after=3)
+            writer = KillingWriter(out, lambda: _podman("kill", name_b), after=3)
             with writer:
                 _, stats = RolloutEngine(RandomPolicy(seed=2), config, make_env=provider).run(plan, writer)
             described = provider.describe()
@@ -181,7 +181,7 @@ def test_server_pool_over_two_containers_survives_one_being_killed(images, tmp_p
     assert [server["alive"] for server in described["servers"]] == [True, False]
     assert stats.episodes == 12 and stats.failed == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(lines) == 12 and {line["id"]: _content(line) for line in lines} == _by_id(local)
+    assert len(lines) == 12 and {line["id"]: content(line) for line in lines} == by_id(local)
 
 
 @pytest.fixture(scope="module")

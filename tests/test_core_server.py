@@ -13,7 +13,7 @@ import requests
 from environments.core.client import EnvServerError, RemoteSession
 from environments.core.engine import InvalidOptionsError
 from environments.core.server import RunningServer, ServerSettings, create_app
-from tests.test_core_sessions import CountingSession
+from tests.helpers.sessions import CountingSession
 
 
 class CountingFactory:

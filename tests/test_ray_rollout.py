@@ -20,9 +20,10 @@ import yaml
 from agents.rollout import RolloutConfig, RolloutEngine
 from agents.scripted import RandomPolicy
 from agents.tasks import plan_episodes, split_tasks
-from environments.core.trajectory import Trajectory, TrajectoryWriter, read_trajectories
+from environments.core.trajectory import read_trajectories
 from harness.distributed import RayUnavailableError, make_ray_env_provider
-from tests.test_eval_pipeline import TINY
+from tests.helpers.eval_configs import TINY
+from tests.helpers.rollouts import KillingWriter, by_id, content
 
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
@@ -62,23 +63,6 @@ def cluster(ray) -> Iterator[tuple[Any, Any]]:
         cluster.shutdown()
 
 
-def _content(trajectory: Trajectory | dict[str, Any]) -> Any:
-    """A trajectory without its timings (the only fields allowed to differ between two runs)."""
-    def strip(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if not k.endswith("time_s")}
-        if isinstance(value, list):
-            return [strip(v) for v in value]
-        return value
-
-    payload = trajectory.to_json() if isinstance(trajectory, Trajectory) else trajectory
-    return strip(json.loads(json.dumps(payload)))
-
-
-def _by_id(trajectories: list[Trajectory]) -> dict[str, Any]:
-    return {t.id: _content(t) for t in trajectories}
-
-
 def _plan(count: int) -> list:
     return plan_episodes("webshop", split_tasks("webshop", "test", limit=count), "random", samples=1, seed=7)
 
@@ -91,7 +75,7 @@ def local_reference() -> dict[str, Any]:
     """The in-process engine's trajectories for the plan the Ray runs replay (16 WebShop goals)."""
     trajectories, stats = RolloutEngine(RandomPolicy(seed=3), CONFIG).run(_plan(16))
     assert stats.episodes == 16 and stats.failed == 0
-    return _by_id(trajectories)
+    return by_id(trajectories)
 
 
 def test_rollout_over_two_nodes_matches_the_local_engine(cluster, local_reference):
@@ -101,7 +85,7 @@ def test_rollout_over_two_nodes_matches_the_local_engine(cluster, local_referenc
         placement = provider.hosts.placement()
         described = provider.describe()
     assert stats.episodes == 16 and stats.failed == 0
-    assert _by_id(trajectories) == local_reference
+    assert by_id(trajectories) == local_reference
     assert described["nodes"] == 2 and len({w["node_id"] for w in placement}) == 2  # one actor per node
     assert all(w["steps"] > 0 for w in placement) and sum(w["steps"] for w in placement) == stats.steps
     # generation stayed batched: one policy call per engine step covered several episodes
@@ -109,26 +93,12 @@ def test_rollout_over_two_nodes_matches_the_local_engine(cluster, local_referenc
     assert stats.policy_calls < stats.steps
 
 
-class _KillingWriter(TrajectoryWriter):
-    """A real trajectory file that kills the worker node after its ``after``-th episode is written."""
-
-    def __init__(self, path: Path, kill: Any, after: int) -> None:
-        super().__init__(path)
-        self._kill, self._after, self.written_before_kill = kill, after, None
-
-    def write(self, trajectory: Trajectory) -> None:
-        super().write(trajectory)
-        if len(self.done_ids) == self._after:
-            self._kill()
-            self.written_before_kill = len(self.done_ids)
-
-
 def test_worker_node_killed_mid_run_loses_and_repeats_nothing(cluster, local_reference, tmp_path):
     head_and_worker, worker_node = cluster
     out = tmp_path / "trajectories.jsonl"
     with make_ray_env_provider(head_and_worker.address, "webshop", workers=2) as provider:
         assert provider.describe()["nodes"] == 2
-        writer = _KillingWriter(out, lambda: head_and_worker.remove_node(worker_node, allow_graceful=False), after=3)
+        writer = KillingWriter(out, lambda: head_and_worker.remove_node(worker_node, allow_graceful=False), after=3)
         with writer:
             _, stats = RolloutEngine(RandomPolicy(seed=3), CONFIG, make_env=provider).run(_plan(16), writer)
         described = provider.describe()
@@ -138,7 +108,7 @@ def test_worker_node_killed_mid_run_loses_and_repeats_nothing(cluster, local_ref
     assert stats.episodes == 16 and stats.failed == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == 16 and len({line["id"] for line in lines}) == 16  # nothing lost, nothing twice
-    assert {line["id"]: _content(line) for line in lines} == local_reference
+    assert {line["id"]: content(line) for line in lines} == local_reference
 
 
 def test_harness_rollout_cli_with_ray_flag(cluster, tmp_path):
@@ -152,7 +122,7 @@ def test_harness_rollout_cli_with_ray_flag(cluster, tmp_path):
                                 timeout=180, env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", **LOOPBACK_ONLY})
         assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
         assert "6 episodes (0 already done, 0 failed)" in result.stdout
-        runs[name] = _by_id(list(read_trajectories(out)))
+        runs[name] = by_id(list(read_trajectories(out)))
     assert runs["ray"] == runs["local"] and len(runs["ray"]) == 6
 
 
@@ -183,7 +153,7 @@ def _eval_results(run_dir: Path) -> dict[str, Any]:
         text = path.read_text().replace(str(run_dir), "RUN")
         return [json.loads(line) for line in text.splitlines()]
 
-    results = {str(path.relative_to(run_dir)): sorted((_content(line) for line in lines(path)), key=json.dumps)
+    results = {str(path.relative_to(run_dir)): sorted((content(line) for line in lines(path)), key=json.dumps)
                for pattern in ROLLOUT_FILES for path in run_dir.glob(pattern)}
     results.update({str(path.relative_to(run_dir)): [{k: v for k, v in entry.items() if k not in LEDGER_TIMINGS}
                                                      for entry in lines(path)]
