@@ -1,4 +1,4 @@
-"""The built-in policies, as :class:`~agents.registry.PolicySpec` objects (entry points point here).
+"""The built-in policies, as :class:`~agents.policy_spec.PolicySpec` objects (entry points point here).
 
 Every factory imports its engine inside, so listing policies never loads torch or vLLM.
 """
@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.policy import LMPolicy, Policy, SamplingParams
-from agents.registry import PolicySpec
+from agents.lm_policy import LMPolicy
+from agents.policy import Policy, SamplingParams
+from agents.policy_spec import PolicySpec
 
 LM_OPTIONS = {
     "max_new_tokens": "tokens per reply (default 128)",

@@ -35,7 +35,7 @@ class ModelRecipe:
 
 
 def models_dir() -> Path:
-    from harness.data import cache_dir
+    from foundation.data import cache_dir
 
     return cache_dir() / MODELS_SUBDIR
 
@@ -77,7 +77,7 @@ def _build_smollm2(out: Path) -> None:
 def tiny_corpus() -> list[str]:
     """Text to train the tiny model's tokenizer: WebShop titles and goals, and the agents' prompt words."""
     from agents.prompts import ENV_PROMPTS
-    from harness.data import data_file
+    from foundation.data import data_file
 
     items = json.loads(data_file("webshop/items_shuffle_1000.json").read_text())
     texts = [item["name"] for item in items if item.get("name")]

@@ -3,10 +3,11 @@
 A *turn* is what an agent knows when it must act: the task, the observation/action history and the
 current observation with its available actions. A :class:`Policy` answers a whole batch of turns
 at once, because batching is where the speed is (one forward pass for many episodes). Language-model
-policies render each turn into a chat conversation with a :class:`~agents.prompts.PromptFormat`,
-generate with an :class:`LMBackend` and parse the reply back into an action; scripted policies
-(experts, random) answer directly. Every answer carries the generated token ids and their
-log-probabilities where the backend has them, because RL trainers need exactly those.
+policies (:class:`agents.lm_policy.LMPolicy`) render each turn into a chat conversation with a
+:class:`~agents.prompts.PromptFormat`, generate with an :class:`LMBackend` and parse the reply back
+into an action; scripted policies (experts, random) answer directly. Every answer carries the
+generated token ids and their log-probabilities where the backend has them, because RL trainers need
+exactly those.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -187,78 +188,6 @@ class Policy(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release models, servers and connections."""
-
-
-class LMPolicy(Policy):
-    """A language model as an agent: prompt format + backend + action parsing."""
-
-    def __init__(self, backend: LMBackend, sampling: SamplingParams | None = None, prompt_style: str = "react",
-                 few_shot: bool = True, history: int | None | str = "default", name: str | None = None,
-                 grounding: str = "none") -> None:
-        from agents.prompts import get_prompt_format
-
-        self.backend = backend
-        self.sampling = sampling or SamplingParams()
-        self.prompt_style = prompt_style
-        self.few_shot = few_shot
-        self.history = history
-        self.grounding = grounding
-        self.name = name or backend.kind
-        self._formats: dict[str, Any] = {}
-        self._get_format = get_prompt_format
-        self.calls = 0  # batched backend calls made, for tests and progress
-
-    def prompt_format(self, env: str):
-        if env not in self._formats:
-            self._formats[env] = self._get_format(env, self.prompt_style, few_shot=self.few_shot, history=self.history,
-                                                  grounding=self.grounding)
-        return self._formats[env]
-
-    def act(self, turns: Sequence[AgentTurn], n: int = 1) -> list[list[ActionSample]]:
-        if not turns:
-            return []
-        formats = [self.prompt_format(turn.env) for turn in turns]
-        stops = tuple(dict.fromkeys(self.sampling.stop + tuple(s for f in formats for s in f.stop)))
-        params = replace(self.sampling, n=n, stop=stops)
-        requests = [GenerationRequest(fmt.messages(turn), seed=turn.seed)
-                    for fmt, turn in zip(formats, turns, strict=True)]
-        self.calls += 1
-        generations = self.backend.generate(requests, params)
-        answers: list[list[ActionSample]] = []
-        for fmt, turn, samples in zip(formats, turns, generations, strict=True):
-            answers.append([self._to_action(fmt, turn, gen) for gen in samples])
-        return answers
-
-    @staticmethod
-    def _to_action(fmt, turn: AgentTurn, gen: Generation) -> ActionSample:
-        parsed = fmt.parse(gen.text, turn.available_actions, turn.task)
-        return ActionSample(
-            action=parsed.action,
-            output=gen.text,
-            parse_error=parsed.error,
-            thought=parsed.thought,
-            token_ids=gen.token_ids,
-            logprobs=gen.logprobs,
-            prompt_tokens=gen.prompt_tokens,
-            finish_reason=gen.finish_reason,
-            grounded_from=parsed.grounded_from,
-        )
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "policy": self.name,
-            **self.backend.describe(),
-            "sampling": {
-                "max_new_tokens": self.sampling.max_new_tokens,
-                "temperature": self.sampling.temperature,
-                "top_p": self.sampling.top_p,
-            },
-            "prompt": {"style": self.prompt_style, "few_shot": self.few_shot, "history": self.history,
-                       "grounding": self.grounding},
-        }
-
-    def close(self) -> None:
-        self.backend.close()
 
 
 def derive_seed(*parts: int | str) -> int:

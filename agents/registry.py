@@ -6,27 +6,19 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from functools import cache
 from importlib.metadata import entry_points
 from typing import Any
 
+from agents.builtin import BUILTIN_POLICIES
 from agents.policy import Policy
+from agents.policy_spec import PolicySpec
+
+__all__ = ["ENTRY_POINT_GROUP", "PolicySpec", "UnknownPolicyError", "get_policy_spec", "make_policy", "policy_specs"]
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "harness.policies"
-
-
-@dataclass(frozen=True)
-class PolicySpec:
-    """A named way to build a policy: ``make(**options)``; ``options`` documents what it accepts."""
-
-    name: str
-    description: str
-    make: Callable[..., Policy]
-    options: Mapping[str, str] = field(default_factory=dict)
 
 
 class UnknownPolicyError(KeyError):
@@ -41,8 +33,6 @@ def policy_specs() -> dict[str, PolicySpec]:
     The built-ins are published under the same entry-point group; they are also listed here directly
     so that a checkout whose installed metadata predates them still finds them.
     """
-    from agents.builtin import BUILTIN_POLICIES
-
     specs = {spec.name: spec for spec in BUILTIN_POLICIES}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:

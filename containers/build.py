@@ -35,7 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # run as a script: make `harness` importable without installing
     sys.path.insert(0, str(REPO_ROOT))
 
-from harness.data import cache_dir  # noqa: E402
+from foundation.data import cache_dir  # noqa: E402
 
 log = logging.getLogger("containers.build")
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from foundation.records import EpisodeResult, RoutingSummary, RunDir, append_jsonl, write_json_atomic
 from harness.config import UNTRAINED, EnvRunConfig, EvalConfig
-from harness.records import EpisodeResult, RoutingSummary, RunDir, append_jsonl, write_json_atomic
 from harness.runner import CellContext
 
 if TYPE_CHECKING:
@@ -171,7 +171,7 @@ class TrainingPipeline:
         self._rebuild_shared_ledger(env, seed)
 
     def _rebuild_shared_ledger(self, env: str, seed: int) -> None:
-        from prism_train.records import write_records
+        from foundation.jsonl import write_records
 
         shared = self.run.shared_dir(env, seed)
         entries = []

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from foundation.records import CellStatus, LedgerEntry, RunDir, append_jsonl, cell_id
 from harness.config import UNTRAINED, EnvRunConfig, EvalConfig
-from harness.records import CellStatus, LedgerEntry, RunDir, append_jsonl, cell_id
 
 log = logging.getLogger(__name__)
 

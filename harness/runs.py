@@ -23,8 +23,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from foundation.records import RunDir, RunManifest, write_json_atomic
 from harness.config import EvalConfig
-from harness.records import RunDir, RunManifest, write_json_atomic
 
 TRACKED_PACKAGES = (
     "prism-harness", "torch", "transformers", "tokenizers", "gymnasium", "alfworld", "textworld", "spacy",

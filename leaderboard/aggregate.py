@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.records import PHASES, LedgerEntry, RoutingSummary, RunManifest
+from foundation.records import PHASES, LedgerEntry, RoutingSummary, RunManifest
 from leaderboard.load import CellData, LoadedRun, NotCounted
 from leaderboard.metrics import EnvMetrics, Metric, breakdown_metrics, env_metrics
 from leaderboard.stats import Estimate, estimate

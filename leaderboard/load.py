@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.records import CellStatus, EpisodeResult, LedgerEntry, RoutingSummary, RunDir, RunManifest
+from foundation.records import CellStatus, EpisodeResult, LedgerEntry, RoutingSummary, RunDir, RunManifest
 
 log = logging.getLogger(__name__)
 

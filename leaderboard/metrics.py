@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
-from harness.records import EpisodeResult
+from foundation.records import EpisodeResult
 
 Episodes = Sequence[EpisodeResult]
 

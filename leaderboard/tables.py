@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from harness.records import RoutingSummary
+from foundation.records import RoutingSummary
 from leaderboard.aggregate import BASELINE, EnvBoard, Leaderboard, Row, RunInfo
 from leaderboard.pareto import ParetoPlot, pareto_plots
 from leaderboard.published import PUBLISHED_LABEL, published_rows

@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
+from foundation.jsonl import atomic_write_text
 from prism_train.device import rng_state
-from prism_train.records import atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ A ledger is an append-only JSON Lines file, one record per finished piece of wor
 
 ``tokens`` are tokens pushed through the model (context included), ``flops`` come from
 :mod:`prism_train.flops`, ``wall_s`` is the phase's elapsed time, ``device_s`` the time spent in
-model compute times the number of devices used, ``env_steps`` environment actions taken. The first
-eight fields are those of ``harness.records.LedgerEntry``, so run directories and these files read
-the same. Records are added, never rewritten, so a resumed run simply keeps appending. This module
-imports no torch: the leaderboard reads ledgers with :func:`read_ledger` and
-:func:`compare_strategies`.
+model compute times the number of devices used, ``env_steps`` environment actions taken. The record
+itself, :class:`foundation.records.LedgerEntry`, belongs to the run-record schema, so run directories
+and these files read the same. Records are added, never rewritten, so a resumed run simply keeps
+appending. This module imports no torch: ledgers can be read with :func:`read_ledger` and
+:func:`compare_strategies` without it.
 """
 
 from __future__ import annotations
@@ -22,54 +22,16 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prism_train.records import append_record, read_records
+from foundation.jsonl import append_record, read_records
+from foundation.records import LEDGER_VERSION, METRICS, PHASES, LedgerEntry
 
 log = logging.getLogger(__name__)
 
-LEDGER_VERSION = 1
-PHASES = ("expert", "probe", "routing", "sft", "rollout", "rl_update", "evaluation")
-METRICS = ("tokens", "flops", "wall_s", "device_s", "env_steps")
 BASELINE_STRATEGY = "rl-only"
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    """One finished piece of work of one phase of one run."""
-
-    phase: str
-    tokens: int = 0
-    flops: float = 0.0
-    wall_s: float = 0.0
-    device_s: float = 0.0
-    env_steps: int = 0
-    device: str = "cpu"
-    note: str = ""
-    strategy: str = ""
-    run: str = ""
-    time: float = 0.0
-    meta: dict[str, Any] = field(default_factory=dict)
-    version: int = LEDGER_VERSION
-
-    def __post_init__(self) -> None:
-        if self.phase not in PHASES:
-            raise ValueError(f"unknown ledger phase {self.phase!r}; phases are {', '.join(PHASES)}")
-        for name in METRICS:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-                raise ValueError(f"ledger {name} must be a non-negative number, got {value!r}")
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, record: dict[str, Any]) -> LedgerEntry:
-        """Read a record, ignoring fields a newer writer added."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in record.items() if k in known})
 
 
 class PhaseMeter:

@@ -38,7 +38,8 @@ from typing import Any
 
 import torch
 
-from agents.policy import LMBackend, LMPolicy, SamplingParams, derive_seed
+from agents.lm_policy import LMPolicy
+from agents.policy import LMBackend, SamplingParams, derive_seed
 from agents.rollout import RolloutConfig, RolloutEngine
 from agents.tasks import Task as EnvTask
 from agents.tasks import plan_episodes, task_source

@@ -18,8 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from foundation.jsonl import read_records, write_records
 from prism_train.concentration import STATISTICS, normalize
-from prism_train.records import read_records, write_records
 
 SCORES_VERSION = 1
 

@@ -25,7 +25,7 @@ def _torch_threads():
 @pytest.fixture(scope="session")
 def tokenizer_corpus() -> list[str]:
     """Real text for tokenizer training: WebShop product titles and goal instructions."""
-    from harness.data import data_file
+    from foundation.data import data_file
 
     items = json.loads(data_file("webshop/items_shuffle_1000.json").read_text())
     texts = [item["name"] for item in items] + [

@@ -26,7 +26,7 @@ import requests
 import environments  # noqa: F401 - registers the Gymnasium ids
 from containers import build
 from environments.core.registry import get_env_spec
-from harness.data import data_root
+from foundation.data import data_root
 
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(2400)]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import data
-from harness.data import DataCorruptError, DataMissingError
+from foundation import data
+from foundation.data import DataCorruptError, DataMissingError
 
 
 def _fake_root(tmp_path: Path, relpath: str, payload: bytes, monkeypatch) -> Path:

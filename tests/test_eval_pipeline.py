@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.records import RunDir
+from foundation.records import RunDir
 from tests.helpers.eval_configs import TINY
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.records import RunDir, append_jsonl
+from foundation.records import RunDir, append_jsonl
 from leaderboard.aggregate import Leaderboard, Row, build
 from leaderboard.load import load_run, load_runs
 from leaderboard.pareto import frontier_mask, pareto_plot
@@ -146,7 +146,7 @@ def test_a_missing_shared_phase_is_warned_about(tmp_path: Path) -> None:
 
 def test_different_episode_counts_are_warned_about(tmp_path: Path) -> None:
     main_run = build_main_run(tmp_path / "run")
-    from harness.records import EpisodeResult
+    from foundation.records import EpisodeResult
 
     extra = EpisodeResult("webshop", "sft-only", 0, "test", "goal-9", 1.0, True, 3)
     append_jsonl(RunDir(main_run).cell_dir("webshop__sft-only__seed0") / "episodes.jsonl", [extra.to_json()])
@@ -215,7 +215,7 @@ def test_runs_sharing_a_model_are_told_apart_by_run_id(tmp_path: Path) -> None:
 
 
 def test_a_plugin_environment_gets_the_generic_scoring(tmp_path: Path) -> None:
-    from harness.records import EpisodeResult
+    from foundation.records import EpisodeResult
     from harness.runs import open_run
     from tests.test_leaderboard_runs import write_cell
 

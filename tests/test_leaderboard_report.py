@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from foundation.records import RunDir
 from harness.cli import app
-from harness.records import RunDir
 from leaderboard.report import ReportError, write_report
 from leaderboard.stats import estimate
 from leaderboard.tables import fmt_estimate, fmt_flops, fmt_ratio, fmt_sig

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import validate_config
-from harness.records import (
+from foundation.records import (
     CellStatus,
     EpisodeResult,
     LedgerEntry,
@@ -23,6 +22,7 @@ from harness.records import (
     cell_id,
     write_json_atomic,
 )
+from harness.config import validate_config
 from harness.runs import open_run
 from leaderboard.load import RunLoadError, load_run, load_runs
 

@@ -36,7 +36,7 @@ def short_trajectories(count: int = 12, seed: int = 0) -> tuple[Trajectory, ...]
     Real expert episodes carry whole result pages (thousands of tokens for the tiny tokenizer); these
     keep the model tests fast while exercising the same code paths.
     """
-    from harness.data import data_file
+    from foundation.data import data_file
 
     items = json.loads(data_file("webshop/items_shuffle_1000.json").read_text())
     rng = random.Random(seed)

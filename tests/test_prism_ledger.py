@@ -124,8 +124,8 @@ def test_ledger_lines_are_versioned_atomic_and_survive_a_torn_tail(tmp_path, cap
 
 
 def test_ledger_reads_without_torch_and_matches_the_run_records(tmp_path):
-    """The leaderboard's side: no torch import, and harness.records reads the same lines."""
-    from harness.records import LedgerEntry as RunLedgerEntry
+    """The leaderboard's side: no torch import, and foundation.records reads the same lines."""
+    from foundation.records import LedgerEntry as RunLedgerEntry
     from prism_train.ledger import Ledger
 
     path = tmp_path / "ledger.jsonl"

@@ -53,7 +53,8 @@ def test_recomputed_logprobs_equal_the_rollouts(tiny_model_dir, tmp_path):
     """Two-step episodes (the second prompt carries history; the backend serves the system prompt from
     its prefix cache): the training model's log-probs of the generated ids match the rollout's."""
     from agents.backends.hf import TransformersBackend
-    from agents.policy import LMPolicy, SamplingParams
+    from agents.lm_policy import LMPolicy
+    from agents.policy import SamplingParams
     from agents.rollout import RolloutConfig, RolloutEngine
     from agents.tasks import plan_episodes
     from prism_train.formatting import PromptConfig, TrajectoryTokenizer

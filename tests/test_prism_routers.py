@@ -163,7 +163,8 @@ def test_difficulty_routes_by_the_rollouts_of_the_current_policy(tiny_model_dir,
     """Real rollouts in WebShop: the scripted expert solves its tasks (-> RL), the untrained tiny model
     fails every episode (-> SFT); both through the rollout engine."""
     from agents.backends.hf import TransformersBackend
-    from agents.policy import LMPolicy, SamplingParams
+    from agents.lm_policy import LMPolicy
+    from agents.policy import SamplingParams
     from agents.scripted import ExpertPolicy
     from prism_train.ledger import Ledger
     from prism_train.rl import rollout_callback

@@ -24,7 +24,7 @@ from environments.webshop.catalogue import (
     load_catalogue,
 )
 from environments.webshop.splits import goal_indices, split_names
-from harness.data import data_file
+from foundation.data import data_file
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from environments.webshop.engine import WebShopFactory
 from environments.webshop.reward import score_purchase
 from environments.webshop.search import BM25Index, documents_from_raw_catalogue
 from environments.webshop.splits import goal_indices
-from harness.data import data_file
+from foundation.data import data_file
 
 SEP = " [SEP] "
 SHORTS = "B005WXS61A"  # Guy Harvey Ladies Fishing Short: 2 option groups, empty description, one empty bullet

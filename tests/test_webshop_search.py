@@ -16,7 +16,7 @@ from environments.webshop.search import (
     int_to_byte4,
     options_from_raw,
 )
-from harness.data import data_file, data_root
+from foundation.data import data_file, data_root
 
 log = logging.getLogger(__name__)
 

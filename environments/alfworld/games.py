@@ -74,7 +74,7 @@ class GameCatalogue:
     @classmethod
     def from_data(cls, data_dir: str | os.PathLike[str] | None = None) -> GameCatalogue:
         """The catalogue of the archive in the data directory, unpacked once into the cache."""
-        from harness.data import unpacked_archive
+        from foundation.data import unpacked_archive
 
         return cls(unpacked_archive(ARCHIVE, data_dir) / ARCHIVE_DIR)
 

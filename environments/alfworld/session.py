@@ -84,7 +84,7 @@ class ALFWorldConfig:
             if self.cache_dir is not None:
                 cache_dir = Path(self.cache_dir)
             else:
-                from harness.data import cache_dir as harness_cache_dir
+                from foundation.data import cache_dir as harness_cache_dir
 
                 cache_dir = harness_cache_dir() / "alfworld-sas"
         return PoolSettings(

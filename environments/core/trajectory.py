@@ -10,21 +10,20 @@ One line per episode::
      "metadata": {...}}
 
 ``steps[i].observation`` is what the agent saw before taking ``steps[i].action``; ``reward`` is what
-that action earned. Lines are appended with one ``write`` each and flushed, so a crash leaves at most
-one partial last line, which readers skip with a warning (resumption relies on that).
+that action earned. Lines are read and appended through :mod:`foundation.jsonl` (one synced ``write``
+each), so a crash leaves at most one partial last line, which readers skip with a warning (resumption
+relies on that).
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
+from foundation.jsonl import append_record, drop_torn_tail, read_records
 
 TRAJECTORY_FORMAT_VERSION = 1
 
@@ -77,19 +76,7 @@ class Trajectory:
 
 def read_trajectories(path: str | os.PathLike[str]) -> Iterator[Trajectory]:
     """Yield the trajectories in a JSONL file, skipping (and logging) a torn final line."""
-    path = Path(path)
-    with open(path, encoding="utf-8") as fh:
-        lines = fh.readlines()
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        if not line.endswith("\n") and number == len(lines):
-            log.warning("%s: ignoring an incomplete last line (interrupted write)", path)
-            return
-        try:
-            payload = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}:{number}: not a JSON trajectory record: {exc}") from exc
+    for payload in read_records(path, TRAJECTORY_FORMAT_VERSION, kind="trajectory"):
         yield Trajectory.from_json(payload)
 
 
@@ -101,24 +88,13 @@ class TrajectoryWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.done_ids: set[str] = set()
         if self.path.exists():
-            self._drop_torn_tail()
+            drop_torn_tail(self.path)
             self.done_ids = {trajectory.id for trajectory in read_trajectories(self.path)}
-        self._fh = open(self.path, "a", encoding="utf-8")
-
-    def _drop_torn_tail(self) -> None:
-        """Cut a partial last line left by a crash so the next record starts on a fresh line."""
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            keep = data.rfind(b"\n") + 1
-            with open(self.path, "r+b") as fh:
-                fh.truncate(keep)
 
     def write(self, trajectory: Trajectory) -> None:
         if trajectory.id in self.done_ids:
             raise ValueError(f"trajectory {trajectory.id!r} is already in {self.path}")
-        self._fh.write(json.dumps(trajectory.to_json(), ensure_ascii=False) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        append_record(self.path, trajectory.to_json())
         self.done_ids.add(trajectory.id)
 
     def write_all(self, trajectories: Iterable[Trajectory]) -> None:
@@ -126,7 +102,7 @@ class TrajectoryWriter:
             self.write(trajectory)
 
     def close(self) -> None:
-        self._fh.close()
+        """Nothing to release: every record is its own synced append (kept so a writer works in ``with``)."""
 
     def __enter__(self) -> TrajectoryWriter:
         return self

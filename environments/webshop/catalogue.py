@@ -27,7 +27,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from harness.data import data_file
+from foundation.data import data_file
 
 log = logging.getLogger(__name__)
 

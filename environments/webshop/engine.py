@@ -122,7 +122,7 @@ class WebShopFactory:
     Options: ``observation_mode`` (``text``, ``text_rich``, ``html``, ``url``), ``human_goals``
     (the 13 human instructions instead of the 6,910 synthetic goals), ``show_attributes`` (the
     Attributes button on item pages), ``base_url`` (the host in ``url`` observations), ``data_dir``
-    (where the benchmark data lives; default: ``harness.data``'s lookup), ``noun_tagger`` (a
+    (where the benchmark data lives; default: ``foundation.data``'s lookup), ``noun_tagger`` (a
     registered noun tagger name for the reward; default: the reward module's) and ``reward_rule``
     (``original``, the default, or ``values``: how goal options are matched, see
     :mod:`environments.webshop.reward`; a reset option of the same name overrides it per episode).

@@ -78,8 +78,9 @@ def run_router(
 def _rollout_callback(model: str, trajs, prompt_style: str, max_new_tokens: int, max_steps: int | None, ledger,
                       output_dir: Path):
     from agents.backends.hf import TransformersBackend
+    from agents.lm_policy import LMPolicy
     from agents.models import resolve_model
-    from agents.policy import LMPolicy, SamplingParams
+    from agents.policy import SamplingParams
     from prism_train.flops import ModelShape
     from prism_train.rl import rollout_callback
 

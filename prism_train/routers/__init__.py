@@ -40,7 +40,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any, TypeVar
 
 from environments.core.trajectory import Trajectory
-from prism_train.records import read_records, write_records
+from foundation.jsonl import read_records, write_records
 from prism_train.scores import ProbeScore
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,8 @@
 """Run records on disk: the contract between ``harness eval`` (writer) and the leaderboard (reader).
 
+The schema lives here, below every package of the project, so that the writers (the harness, the
+trainers' compute ledger) and the reader (the leaderboard) share it without importing each other.
+
 A run directory::
 
     RUN/
@@ -28,21 +31,18 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
 
-# The compute ledger's record is prism_train's (the accounting owner); both modules are torch-free.
-from prism_train.ledger import PHASES, LedgerEntry
-from prism_train.records import append_record, atomic_write_text, read_records
+from foundation.jsonl import append_record, read_records, write_json_atomic
 
-__all__ = ["PHASES", "LedgerEntry", "RunDir", "CellStatus", "EpisodeResult", "RoutingSummary", "RunManifest"]
+__all__ = ["PHASES", "METRICS", "LedgerEntry", "RunDir", "CellStatus", "EpisodeResult", "RoutingSummary",
+           "RunManifest", "append_jsonl", "read_jsonl", "write_json_atomic"]
 
 RECORDS_VERSION = 1
+LEDGER_VERSION = 1
 
 CELL_STATES = ("pending", "running", "done", "failed")
-
-
-
-def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> None:
-    """Write JSON so that readers see either the old file or the complete new one, never a mix."""
-    atomic_write_text(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+# "pretrain": building the pretrained base (harness.base_model), shared by every strategy, charged to none
+PHASES = ("pretrain", "expert", "probe", "routing", "sft", "rollout", "rl_update", "evaluation")
+METRICS = ("tokens", "flops", "wall_s", "device_s", "env_steps")
 
 
 def append_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> None:
@@ -55,6 +55,46 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     """Records of a JSONL file (none if it does not exist); a torn last line is skipped."""
     if Path(path).exists():
         yield from read_records(path, RECORDS_VERSION)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One finished piece of work of one phase of one run (a line of a compute ledger).
+
+    Written by :class:`prism_train.ledger.Ledger`, read by the leaderboard; see that module for the
+    meaning of each metric.
+    """
+
+    phase: str
+    tokens: int = 0
+    flops: float = 0.0
+    wall_s: float = 0.0
+    device_s: float = 0.0
+    env_steps: int = 0
+    device: str = "cpu"
+    note: str = ""
+    strategy: str = ""
+    run: str = ""
+    time: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+    version: int = LEDGER_VERSION
+
+    def __post_init__(self) -> None:
+        if self.phase not in PHASES:
+            raise ValueError(f"unknown ledger phase {self.phase!r}; phases are {', '.join(PHASES)}")
+        for name in METRICS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                raise ValueError(f"ledger {name} must be a non-negative number, got {value!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> LedgerEntry:
+        """Read a record, ignoring fields a newer writer added."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in known})
 
 
 _Record = TypeVar("_Record", bound="_Versioned")

@@ -1,6 +1,8 @@
-"""JSON Lines on disk, written so that a crash never leaves a half-valid file.
+"""JSON Lines and JSON files on disk, written so that a crash never leaves a half-valid file.
 
-Two write modes, both torch-free so the leaderboard can read what the trainers write:
+The one reader/writer for every record the project keeps (trajectories, compute ledgers, run records,
+probe scores, routing decisions). Two write modes, standard library only so that every layer, the
+leaderboard included, can read what the trainers write:
 
 * :func:`append_record` adds one line with a single ``write`` on an ``O_APPEND`` descriptor and
   fsyncs it: concurrent appenders never interleave inside a line, and a crash leaves at most one
@@ -59,6 +61,22 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> None:
+    """Write one JSON document so that readers see either the old file or the complete new one, never a mix."""
+    atomic_write_text(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+
+
+def drop_torn_tail(path: str | os.PathLike[str]) -> None:
+    """Cut a partial last line left by a crash, so that the next appended record starts on a fresh line."""
+    path = Path(path)
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as fh:
+            fh.truncate(data.rfind(b"\n") + 1)
 
 
 def write_records(path: str | os.PathLike[str], records: Iterable[Mapping[str, Any]]) -> None:
