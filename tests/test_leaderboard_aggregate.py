@@ -1,6 +1,6 @@
 """Aggregation over seeds, compute with shared phases, ratios and frontiers, checked by hand.
 
-The expected numbers follow from the fixtures in ``test_leaderboard_runs`` (rewards, ledgers); each
+The expected numbers follow from the run builders in ``tests.helpers.runs`` (rewards, ledgers); each
 is worked out in a comment beside it.
 """
 
@@ -18,7 +18,7 @@ from foundation.records import RunDir, append_jsonl
 from leaderboard.aggregate import Leaderboard, Row, build
 from leaderboard.load import load_run, load_runs
 from leaderboard.pareto import frontier_mask, pareto_plot
-from tests.test_leaderboard_runs import build_main_run, build_second_run, entry, make_config
+from tests.helpers.runs import build_main_run, build_second_run, entry, make_config
 
 T7, T2, T1 = 2.364624, 4.302653, 12.706205  # 95 % Student-t critical values, 7, 2 and 1 degrees of freedom
 
@@ -202,7 +202,7 @@ def test_compare_labels_runs_by_model_and_keeps_rows_apart(tmp_path: Path) -> No
 
 def test_runs_sharing_a_model_are_told_apart_by_run_id(tmp_path: Path) -> None:
     from harness.runs import open_run
-    from tests.test_leaderboard_runs import webshop_episodes, write_cell
+    from tests.helpers.runs import webshop_episodes, write_cell
 
     first = build_second_run(tmp_path / "first")
     config = make_config("other", "smollm2", [0], [{"name": "webshop", "train_split": "train", "train_tasks": 8,
@@ -217,7 +217,7 @@ def test_runs_sharing_a_model_are_told_apart_by_run_id(tmp_path: Path) -> None:
 def test_a_plugin_environment_gets_the_generic_scoring(tmp_path: Path) -> None:
     from foundation.records import EpisodeResult
     from harness.runs import open_run
-    from tests.test_leaderboard_runs import write_cell
+    from tests.helpers.runs import write_cell
 
     config = make_config("plugin", "tiny", [0], [{"name": "gridworld", "train_split": "train", "train_tasks": 8,
                                                   "eval_splits": ["test"]}])

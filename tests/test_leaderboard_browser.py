@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from leaderboard.report import write_report
-from tests.test_leaderboard_runs import build_main_run, build_second_run
+from tests.helpers.runs import build_main_run, build_second_run
 
 CHROMIUM = "/usr/bin/chromium"
 

@@ -17,7 +17,7 @@ from harness.cli import app
 from leaderboard.report import ReportError, write_report
 from leaderboard.stats import estimate
 from leaderboard.tables import fmt_estimate, fmt_flops, fmt_ratio, fmt_sig
-from tests.test_leaderboard_runs import build_main_run, build_second_run, make_config
+from tests.helpers.runs import build_main_run, build_second_run, make_config
 
 REPO = Path(__file__).resolve().parents[1]
 PLOTS = ("pareto_webshop_score", "pareto_webshop_success", "pareto_alfworld_success")
@@ -216,7 +216,7 @@ def test_cli_bad_input_is_a_clear_error(tmp_path: Path, make, message: str) -> N
 
 def test_a_run_with_no_finished_cell_still_reports_what_failed(tmp_path: Path) -> None:
     from harness.runs import open_run
-    from tests.test_leaderboard_runs import write_cell
+    from tests.helpers.runs import write_cell
 
     config = make_config("failing", "tiny", [0], [{"name": "webshop", "train_split": "train", "train_tasks": 8,
                                                    "eval_splits": ["test"]}])

@@ -9,7 +9,7 @@ import random
 import pytest
 import torch
 
-from tests.test_prism_formatting import short_prompt, short_trajectories
+from tests.helpers.trajectories import short_prompt, short_trajectories
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tests.test_prism_formatting import webshop_expert_trajectories
+from tests.helpers.trajectories import webshop_expert_trajectories
 
 PROMPT = {"few_shot": False, "history": 0, "max_length": 2048}
 

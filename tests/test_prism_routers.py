@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_prism_formatting import short_prompt, short_trajectories, webshop_expert_trajectories
+from tests.helpers.trajectories import short_prompt, short_trajectories, webshop_expert_trajectories
 
 REPO = Path(__file__).resolve().parents[1]
 HARNESS = [sys.executable, "-m", "harness.cli"]

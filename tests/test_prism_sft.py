@@ -8,7 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tests.test_prism_formatting import SHORT_PROMPT, short_prompt, short_trajectories
+from tests.helpers.trajectories import SHORT_PROMPT, short_prompt, short_trajectories
 
 
 def _config(tiny_model_dir, out, **overrides):
