@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 RL_REFERENCE = "rl-only"
 BASELINE = "untrained"
+PRISM_PREFIX = "prism-"
+# What each PRISM variant is compared with, seed by seed: a random split, all-imitation, all-exploration,
+# and imitation followed by exploration on everything.
+PRISM_REFERENCES = ("random", "sft-only", "rl-only", "sft-then-rl")
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,42 @@ class Row:
     compute_ratio: float | None
     routing: tuple[RoutingSummary | None, ...]
     vs_baseline: Estimate | None = None  # paired per-episode difference to the untrained policy (see module doc)
+    vs_rl_only: Estimate | None = None  # paired across-seed difference of the primary metric to rl-only
+    rl: RLSignal | None = None  # what GRPO did in this row's cells
+
+
+@dataclass(frozen=True)
+class RLSignal:
+    """GRPO over a row's cells: how many groups carried a learning signal, and how far updates moved the policy."""
+
+    iterations: int
+    groups: int
+    groups_with_signal: int
+    mean_policy_kl: float  # mean over iterations of KL(before ‖ after the update)
+
+    @property
+    def signal_fraction(self) -> float:
+        return self.groups_with_signal / self.groups if self.groups else 0.0
+
+    @classmethod
+    def of(cls, entries: Iterable[LedgerEntry]) -> RLSignal | None:
+        updates = [e.meta for e in entries if e.phase == "rl_update" and "groups" in e.meta]
+        if not updates:
+            return None
+        return cls(len(updates), sum(int(m["groups"]) for m in updates),
+                   sum(int(m.get("groups_with_signal", 0)) for m in updates),
+                   statistics.fmean(float(m.get("policy_kl", 0.0)) for m in updates))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A PRISM variant against a reference strategy of the same run: the per-seed differences of the
+    primary metric over the seeds both finished, with a t-interval across those seeds."""
+
+    run: RunInfo
+    strategy: str
+    reference: str
+    difference: Estimate
 
 
 @dataclass(frozen=True)
@@ -117,6 +157,7 @@ class EnvBoard:
     scoring: EnvMetrics
     columns: tuple[Metric, ...]
     rows: tuple[Row, ...]
+    comparisons: tuple[Comparison, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -174,8 +215,29 @@ def _paired_difference(metric: Metric, cells: Sequence[CellData], baseline: Sequ
     return estimate(mine[key] - theirs[key] for key in sorted(mine.keys() & theirs.keys()))
 
 
+def seed_difference(metric: Metric, cells: Sequence[CellData], reference: Sequence[CellData]) -> Estimate | None:
+    """``metric`` of each seed's cell minus the reference strategy's on the same seed, as an estimate across
+    the seeds both have (a seed is one whole training run: the unit of replication)."""
+    def per_seed(cell_list: Sequence[CellData]) -> dict[int, float]:
+        values = {c.status.seed: metric.value(c.episodes) for c in cell_list}
+        return {seed: value for seed, value in values.items() if value is not None}
+
+    mine, theirs = per_seed(cells), per_seed(reference)
+    return estimate(mine[seed] - theirs[seed] for seed in sorted(mine.keys() & theirs.keys()))
+
+
+def _comparisons(info: RunInfo, groups: dict[str, list[CellData]], primary: Metric) -> list[Comparison]:
+    found = []
+    for strategy in sorted(s for s in groups if s.startswith(PRISM_PREFIX)):
+        for reference in PRISM_REFERENCES:
+            difference = seed_difference(primary, groups[strategy], groups.get(reference, ()))
+            if difference is not None:
+                found.append(Comparison(info, strategy, reference, difference))
+    return found
+
+
 def _row(info: RunInfo, run: LoadedRun, cells: list[CellData], columns: Sequence[Metric],
-         warnings: list[str], baseline: Sequence[CellData] = ()) -> Row:
+         warnings: list[str], baseline: Sequence[CellData] = (), rl_only: Sequence[CellData] = ()) -> Row:
     cells = sorted(cells, key=lambda c: c.status.seed)
     splits = sorted({e.split for c in cells for e in c.episodes})
     seed_compute = tuple(_charged(run, cell, warnings) for cell in cells)
@@ -192,6 +254,8 @@ def _row(info: RunInfo, run: LoadedRun, cells: list[CellData], columns: Sequence
         values=values, compute=Compute.mean(seed_compute), seed_compute=seed_compute, compute_ratio=None,
         routing=tuple(c.routing for c in cells),
         vs_baseline=_paired_difference(columns[0], cells, baseline) if paired else None,  # [0]: primary
+        vs_rl_only=seed_difference(columns[0], cells, rl_only) if first.strategy != RL_REFERENCE else None,
+        rl=RLSignal.of(entry for cell in cells for entry in cell.ledger),
     )
 
 
@@ -244,9 +308,13 @@ def build(runs: Sequence[LoadedRun], compare: bool) -> Leaderboard:
         scoring = env_metrics(env)
         episodes = [e for cells in groups[env].values() for c in cells for e in c.episodes]
         columns = (*scoring.metrics, *breakdown_metrics(scoring, episodes))
-        rows = [_row(infos[index], runs[index], cells, columns, warnings, groups[env].get((index, BASELINE), ()))
+        rows = [_row(infos[index], runs[index], cells, columns, warnings, groups[env].get((index, BASELINE), ()),
+                     groups[env].get((index, RL_REFERENCE), ()))
                 for (index, _strategy), cells in groups[env].items()]
-        board = EnvBoard(env, scoring, columns, tuple(sorted(_with_ratios(rows), key=_sort_key(scoring.primary.key))))
+        comparisons = [c for index, info in enumerate(infos) for c in _comparisons(
+            info, {s: cells for (i, s), cells in groups[env].items() if i == index}, scoring.primary)]
+        board = EnvBoard(env, scoring, columns, tuple(sorted(_with_ratios(rows), key=_sort_key(scoring.primary.key))),
+                         tuple(comparisons))
         warnings += _episode_count_warnings(board)
         boards.append(board)
     not_counted = tuple((info, item) for info, run in zip(infos, runs, strict=True) for item in run.not_counted)

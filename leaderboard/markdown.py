@@ -45,9 +45,13 @@ def render(doc: Document) -> str:
     for section in doc.sections:
         lines += [f"## {section.board.scoring.title}", ""]
         lines += table(section.results)
+        if section.comparisons:
+            lines += table(section.comparisons)
         for plot in section.plots:
             lines += _plot(plot)
         lines += table(section.compute)
+        if section.rl:
+            lines += table(section.rl)
         lines += table(section.routing)
         if section.published:
             lines += table(section.published)

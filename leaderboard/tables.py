@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from foundation.records import RoutingSummary
-from leaderboard.aggregate import BASELINE, EnvBoard, Leaderboard, Row, RunInfo
+from leaderboard.aggregate import BASELINE, RL_REFERENCE, EnvBoard, Leaderboard, Row, RunInfo
 from leaderboard.pareto import ParetoPlot, pareto_plots
 from leaderboard.published import PUBLISHED_LABEL, published_rows
 from leaderboard.stats import CONFIDENCE, Estimate
@@ -181,17 +181,40 @@ def _phases(row: Row) -> str:
     return ", ".join(f"{phase} {fmt_flops(flops)}" for phase, flops in row.compute.flops_by_phase.items()) or "–"
 
 
+def _signed_estimate(value: Estimate | None, unit: str, missing: str) -> TableCell:
+    """A difference as ``+1.2 ± 3.4`` (``+1.2 (n=1)`` without an interval), its per-unit values in the title."""
+    if value is None:
+        return TableCell("–", title=missing)
+    values = ", ".join(f"{v:+.1f}" for v in value.values)
+    if value.half_width is None:
+        return TableCell(f"{value.mean:+.1f} (n={value.n})", value.mean, title=f"one {unit}: {values}; no interval")
+    return TableCell(f"{value.mean:+.1f} ± {value.half_width:.1f}", value.mean,
+                     title=f"per {unit}: {values}; {CONFIDENCE:.0%} t-interval [{value.low:+.1f}, {value.high:+.1f}]")
+
+
 def compute_table(board: EnvBoard, show_run: bool) -> Table:
     def ratio(row: Row) -> TableCell:
         if row.compute_ratio is None:
             return TableCell("–", title="no finished rl-only cell in this run")
         return TableCell(fmt_ratio(row.compute_ratio), row.compute_ratio)
 
+    def less(row: Row) -> TableCell:
+        if not row.compute_ratio:
+            return TableCell("–", title="no finished rl-only cell in this run, or no FLOPs recorded")
+        return TableCell(fmt_ratio(1 / row.compute_ratio), 1 / row.compute_ratio,
+                         title="rl-only's FLOPs per seed divided by this row's (the paper's 'x less compute')")
+
+    primary = board.scoring.primary.label
+    vs_rl = Column(f"Δ {primary} vs rl-only", lambda r: _signed_estimate(
+        r.vs_rl_only, "seed", "rl-only itself, or no rl-only cell with a common seed"), HIGHER)
+
     columns = [
         *_identity_columns(show_run),
         Column("FLOPs", lambda r: TableCell(fmt_flops(r.compute.flops), r.compute.flops, title="per seed: "
                                             + per_seed([fmt_flops(c.flops) for c in r.seed_compute])), LOWER),
         Column("× rl-only", ratio, LOWER),
+        Column("rl-only ÷ this", less, HIGHER),
+        vs_rl,
         Column("device-hours", lambda r: TableCell(fmt_sig(r.compute.device_hours), r.compute.device_hours), LOWER),
         Column("wall hours", lambda r: TableCell(fmt_sig(r.compute.wall_hours), r.compute.wall_hours), LOWER),
         Column("tokens", lambda r: TableCell(fmt_flops(r.compute.tokens), r.compute.tokens), LOWER),
@@ -200,7 +223,50 @@ def compute_table(board: EnvBoard, show_run: bool) -> Table:
         Column("devices", lambda r: TableCell(", ".join(r.compute.devices) or "–")),
     ]
     return _table(f"{board.env}-compute", f"{board.scoring.title}: compute per strategy (per seed)", board.rows,
-                  columns, "Mean per seed, shared work included where the strategy uses it. Lowest in bold.")
+                  columns, "Mean per seed, shared work included where the strategy uses it (the pretrained base, "
+                  "shared by every strategy including the untrained policy, is charged to none). 'rl-only ÷ this': "
+                  f"how many times less compute than rl-only the row spent, read beside its score difference to "
+                  f"{RL_REFERENCE} (mean of per-seed differences ± {CONFIDENCE:.0%} t-interval across seeds). "
+                  "Best in bold.")
+
+
+def comparison_table(board: EnvBoard, show_run: bool) -> Table:
+    """Each PRISM variant against random, sft-only, rl-only and sft-then-rl, seed by seed."""
+    primary = board.scoring.primary.label
+    run = [TableCell(c.run.label) for c in board.comparisons] if show_run else []
+    rows = tuple(
+        ((run[i],) if show_run else ())
+        + (TableCell(c.strategy), TableCell(c.reference), TableCell(str(c.difference.n), c.difference.n),
+           _signed_estimate(c.difference, "seed", ""),
+           TableCell("–" if c.difference.half_width is None else
+                     ("above" if c.difference.low > 0 else "below" if c.difference.high < 0 else "not resolved")))
+        for i, c in enumerate(board.comparisons))
+    columns = ("run",) * show_run + ("PRISM variant", "against", "seeds", f"Δ {primary}", "interval excludes 0")
+    return Table(f"{board.env}-prism", f"{board.scoring.title}: PRISM against its references, paired by seed", columns,
+                 rows, f"Δ: the mean over seeds of (variant − reference) {primary} on the same seed (same training "
+                 f"tasks), ± half-width of the {CONFIDENCE:.0%} Student-t interval across those seeds; a seed is one "
+                 "whole training run, so this includes training-to-training variation. 'above'/'below': the "
+                 "interval lies entirely on one side of 0; 'not resolved': the seeds cannot tell them apart.")
+
+
+def rl_table(board: EnvBoard, show_run: bool) -> Table:
+    """Whether GRPO had anything to learn from: groups with unequal rewards, and how far each update moved."""
+    rows = [row for row in board.rows if row.rl is not None]
+
+    def signal(row: Row) -> TableCell:
+        rl = row.rl
+        return TableCell(f"{rl.groups_with_signal}/{rl.groups} ({rl.signal_fraction:.0%})", rl.signal_fraction)
+
+    columns = [
+        *_identity_columns(show_run),
+        Column("iterations", lambda r: TableCell(str(r.rl.iterations), r.rl.iterations)),
+        Column("groups with signal", signal, HIGHER),
+        Column("mean policy KL per update", lambda r: TableCell(f"{r.rl.mean_policy_kl:.2e}", r.rl.mean_policy_kl)),
+    ]
+    return _table(f"{board.env}-rl", f"{board.scoring.title}: GRPO signal", rows, columns,
+                  "Summed over a row's seeds. A group is one task's samples; only groups whose rewards differ have a "
+                  "non-zero advantage and move the policy. Policy KL: KL(before ‖ after) of each update on the "
+                  "tokens it trained on, averaged over iterations.")
 
 
 def _routing(describe: Callable[[RoutingSummary], object]) -> Callable[[Row], TableCell]:
@@ -267,6 +333,8 @@ class Section:
     compute: Table
     routing: Table
     plots: tuple[ParetoPlot, ...]
+    comparisons: Table | None = None
+    rl: Table | None = None
 
 
 @dataclass(frozen=True)
@@ -286,7 +354,9 @@ def document(board: Leaderboard, warnings: Sequence[str], run_notes: Sequence[tu
     show_run = board.compare
     sections = tuple(
         Section(b, results_table(b, show_run), published_table(b), compute_table(b, show_run),
-                routing_table(b, show_run), tuple(pareto_plots(b)))
+                routing_table(b, show_run), tuple(pareto_plots(b)),
+                comparison_table(b, show_run) if b.comparisons else None,
+                rl_table(b, show_run) if any(row.rl for row in b.rows) else None)
         for b in board.boards)
     title = "Leaderboard: " + (" vs ".join(r.label for r in board.runs) if board.compare else board.runs[0].run_id)
     return Document(title, board, tuple(warnings), tuple((info, tuple(n)) for info, n in run_notes),

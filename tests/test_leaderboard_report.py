@@ -63,7 +63,9 @@ def test_single_run_markdown(reports: dict[str, Path]) -> None:
             "pick_and_place_simple | pick_clean_then_place_in_recep |") in alfworld
     assert "| rl-only | 3 | 12 | 58.3 ± 35.9 | 83.3 ± 71.7 | 33.3 ± 71.7 | 66.7 ± 143.4 | **83.3 ± 71.7** |" in alfworld
     compute = section(markdown, "### WebShop: compute per strategy (per seed)")
-    assert ("| prism-gini | 3 | 6.5e14 | 0.65× | 1.81 | 1.81 | 6.5e5 | 120 | expert 0, probe 5.0e13, sft 1.0e14, "
+    # rl-only ÷ this: 1 / 0.65; Δ score vs rl-only per seed: 87.5 − 75, 75 − 50, 81.25 − 75
+    assert ("| prism-gini | 3 | 6.5e14 | 0.65× | 1.5× | **+14.6 ± 23.7** | 1.81 | 1.81 | 6.5e5 | 120 | expert 0, probe "
+            "5.0e13, sft 1.0e14, "
             "rollout 2.0e14, rl_update 3.0e14, evaluation 2.0e12 | cpu |") in compute
     assert "| untrained | 3 | **2.0e12** | **0.0020×** |" in compute
     routing = section(markdown, "### WebShop: routing split sizes")
