@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import subprocess
 import sys
 import threading
 import time
@@ -28,10 +26,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import requests
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+
+from serving import ServerProcess, tree_rss_mib  # noqa: E402
 
 from environments.core.client import RemoteSession  # noqa: E402
 from environments.core.engine import TextSession  # noqa: E402
@@ -157,75 +155,6 @@ def bench_in_process(episodes: int, observation_mode: str, run: int = 0, uncache
     }
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-class ServerProcess:
-    """``harness env serve webshop`` in a child process on a free port; cold start = spawn to healthy."""
-
-    def __init__(self, max_sessions: int) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "harness.cli",
-            "env",
-            "serve",
-            "webshop",
-            "--port",
-            "0",
-            "--max-sessions",
-            str(max_sessions),
-            "--threads",
-            "32",
-        ]
-        env = {**os.environ, "COLUMNS": "200"}
-        started = time.perf_counter()
-        self.process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        self.url = self._read_url()
-        self.health = self._wait_healthy()
-        self.cold_start_s = time.perf_counter() - started
-
-    def _read_url(self) -> str:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            match = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-            if match:
-                threading.Thread(target=self._drain, daemon=True).start()
-                return match.group(0)
-        raise RuntimeError(f"server exited with {self.process.wait()} before printing its address")
-
-    def _drain(self) -> None:
-        assert self.process.stdout is not None
-        for _ in self.process.stdout:
-            pass
-
-    def _wait_healthy(self, timeout_s: float = 60.0) -> dict[str, Any]:
-        deadline = time.perf_counter() + timeout_s
-        while time.perf_counter() < deadline:
-            try:
-                response = requests.get(self.url + "/api/health", timeout=1.0)
-                if response.ok:
-                    return response.json()
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.01)
-        raise RuntimeError(f"server at {self.url} not healthy after {timeout_s} s")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
 def bench_http(url: str, sessions: int, episodes_per_session: int) -> dict[str, Any]:
     clients = [RemoteSession(url) for _ in range(sessions)]
     play_episodes(clients[0], [0], Stats())  # warm-up (noun tagger, first renders)
@@ -277,15 +206,12 @@ def main(argv: list[str] | None = None) -> int:
         report["in_process"].append(bench_in_process(args.episodes, mode, run))
     if not args.skip_http:
         counts = [int(n) for n in args.sessions.split(",")]
-        server = ServerProcess(max_sessions=max(64, max(counts) + 1))
-        try:
+        with ServerProcess("webshop", args=["--max-sessions", str(max(64, max(counts) + 1))]) as server:
             report["cold_start_s"] = server.cold_start_s
-            report["server_rss_mib_idle"] = rss_mib(server.process.pid)
+            report["server_rss_mib_idle"] = tree_rss_mib(server.pid)
             for count in counts:
                 report["http"].append(bench_http(server.url, count, args.http_episodes))
-            report["server_rss_mib_after_load"] = rss_mib(server.process.pid)
-        finally:
-            server.stop()
+            report["server_rss_mib_after_load"] = tree_rss_mib(server.pid)
 
     print_report(report)
     if args.json:

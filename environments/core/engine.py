@@ -81,8 +81,8 @@ class TextSession(Protocol):
 class SessionFactory(Protocol):
     """Makes sessions for a server or an in-process client; one factory per engine configuration.
 
-    A factory may also have a ``warm_up()`` method: a server calls it on a background thread at
-    start, to load what the first requests would otherwise all wait for.
+    A factory may also have a ``warm_up()`` method: a server calls it once its socket is bound and
+    before it serves, to load what the first requests would otherwise all wait for.
     """
 
     def new_session(self) -> TextSession: ...

@@ -27,6 +27,9 @@ class EnvSpec:
     ``make_factory(**options)`` builds the engine (options are engine-specific, e.g. the
     observation mode); ``blueprints(factory)`` adds engine-specific web pages to its server;
     ``make_expert(**options)`` returns the scripted expert; ``gym_id`` is the registered Gymnasium id.
+    ``server_threads`` is its server's default number of request threads: few where requests are
+    CPU-bound Python (threads then only contend for the interpreter lock and the tail latency
+    grows), more where they mostly wait on something else (ALFWorld's worker processes).
     """
 
     name: str
@@ -37,6 +40,7 @@ class EnvSpec:
     make_expert: Callable[..., Any] | None = None
     blueprints: Callable[[SessionFactory], Iterable[Blueprint]] = lambda factory: ()
     factory_options: Mapping[str, str] = field(default_factory=dict)
+    server_threads: int = 16
 
 
 class UnknownEnvError(KeyError):

@@ -10,13 +10,18 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify, request
+from waitress.channel import HTTPChannel
+from waitress.server import create_server
+from waitress.task import ErrorTask
 from werkzeug.exceptions import HTTPException
+from werkzeug.serving import make_server
 
 from environments.core.engine import (
     EngineUnavailableError,
@@ -256,32 +261,38 @@ class RunningServer:
         self._threads = [
             threading.Thread(target=self._server.serve, name=f"{app.name}-wsgi", daemon=True),
             threading.Thread(target=self._sweep_idle, name=f"{app.name}-expiry", daemon=True),
-            threading.Thread(target=self._warm_up, name=f"{app.name}-warm-up", daemon=True),
         ]
 
     def start(self) -> RunningServer:
+        self._warm_up()
         for thread in self._threads:
             thread.start()
         return self
 
     def serve_forever(self) -> None:
         """Serve on the calling thread until interrupted (the CLI path)."""
-        for thread in self._threads[1:]:
-            thread.start()
+        self._warm_up()
+        self._threads[1].start()
         try:
             self._server.serve()
         finally:
             self.stop()
 
     def _warm_up(self) -> None:
-        """Let the engine load what its first requests would otherwise wait for, while it already serves."""
+        """Let the engine load what its first requests would all wait for, before serving any.
+
+        The socket is already bound, so clients that connect meanwhile wait in its backlog rather
+        than being refused; a fresh server's first burst is then as fast as its steady state.
+        """
         warm_up = getattr(self.app.extensions["harness_factory"], "warm_up", None)
         if warm_up is None:
             return
+        started = time.perf_counter()
         try:
             warm_up()
         except Exception:  # the requests that need it will report the failure to their clients
             log.exception("warming up the %s engine failed", self.app.name)
+        log.info("%s engine warmed up in %.1f s", self.app.name, time.perf_counter() - started)
 
     def _sweep_idle(self) -> None:
         interval = min(30.0, max(0.05, self.settings.idle_timeout_s / 4))
@@ -307,8 +318,10 @@ class _WaitressServer:
     """waitress: a production multi-threaded WSGI server (pure Python, no fork)."""
 
     def __init__(self, app: Flask, settings: ServerSettings) -> None:
-        from waitress.server import create_server
-
+        # waitress warns "Task queue depth is N" for every request that waits for a thread: under a
+        # load of more sessions than threads that is every request, and the CLI's rich log handler
+        # then spent a quarter of the server's time rendering those lines. Queueing is the design.
+        logging.getLogger("waitress.queue").setLevel(logging.ERROR)
         self._server = create_server(
             app,
             ident="harness",
@@ -338,9 +351,6 @@ def _waitress_json_error_channel() -> type:
     malformed or oversized headers: 400/431; an unsupported transfer coding: 501; a crash: 500)
     with a plain-text page; this keeps the promise that every error is ``{"error": {...}}``.
     """
-    from waitress.channel import HTTPChannel
-    from waitress.task import ErrorTask
-
     class JsonErrorTask(ErrorTask):
         def execute(self) -> None:
             error = self.request.error
@@ -371,8 +381,6 @@ class _WerkzeugServer:
     """werkzeug's threaded development server, for debugging."""
 
     def __init__(self, app: Flask, settings: ServerSettings) -> None:
-        from werkzeug.serving import make_server
-
         self._server = make_server(settings.host, settings.port, app, threaded=True)
         self.port = int(self._server.server_port)
 

@@ -32,6 +32,7 @@ from typing import Any
 from environments.core.engine import InvalidOptionsError, JSONDict, SessionStateError, StepOutcome
 from environments.webshop import pages
 from environments.webshop.catalogue import Catalogue, Goal, Product, load_catalogue
+from environments.webshop.nouns import get_noun_tagger
 from environments.webshop.observation import (
     INSTRUCTION_SLOT,
     OBSERVATION_MODES,
@@ -165,6 +166,13 @@ class WebShopFactory:
 
     def new_session(self) -> WebShopSession:
         return WebShopSession(self)
+
+    def warm_up(self) -> None:
+        """Load the reward's noun tagger (a spaCy pipeline: a second or more) before the first purchase needs it."""
+        if self.noun_tagger is None:
+            get_noun_tagger()
+        else:
+            get_noun_tagger(self.noun_tagger)
 
     def describe(self) -> JSONDict:
         return {

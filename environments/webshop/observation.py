@@ -108,7 +108,7 @@ def _role(node: NavigableString) -> Role:
 def parse_page(html: str) -> ParsedPage:
     """Parse one HTML document (the callers cache: a parse costs milliseconds)."""
     soup = BeautifulSoup(html, "html.parser")
-    radios = soup.select('input[type="radio"]')
+    radios = soup.find_all("input", attrs={"type": "radio"})  # as select('input[type="radio"]'), without CSS parsing
     radio_groups = {radio.get("id"): str(radio.get("name")).lower() for radio in radios}
     nodes = []
     for node in soup.find_all(string=True):

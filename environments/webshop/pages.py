@@ -114,8 +114,12 @@ class PageState:
 def _environment() -> jinja2.Environment:
     # Autoescaping as Flask's render_template_string does: values are escaped in the HTML and come
     # back unchanged from the text extractor.
+    # auto_reload off: the templates are package data, and checking their mtimes cost every render a stat.
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATE_DIR), autoescape=True, undefined=jinja2.StrictUndefined
+        loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        auto_reload=False,
     )
 
 

@@ -67,7 +67,7 @@ def serve(
     port: int = typer.Option(3000, help="TCP port (0 picks a free one)."),
     max_sessions: int = typer.Option(64, min=1, help="Live sessions before new ones get HTTP 429."),
     idle_timeout: float = typer.Option(900.0, min=1.0, help="Seconds before an idle session expires."),
-    threads: int = typer.Option(16, min=1, help="WSGI worker threads."),
+    threads: int | None = typer.Option(None, min=1, help="WSGI worker threads (default: the environment's own)."),
     wsgi: str = typer.Option("waitress", help="WSGI server: waitress (production) or werkzeug (debug)."),
     option: list[str] = typer.Option([], "--option", "-o", help="Engine option KEY=VALUE (repeatable)."),
 ) -> None:
@@ -78,7 +78,12 @@ def serve(
     spec = _spec(name)
     try:
         settings = ServerSettings(
-            host=host, port=port, max_sessions=max_sessions, idle_timeout_s=idle_timeout, threads=threads, wsgi=wsgi
+            host=host,
+            port=port,
+            max_sessions=max_sessions,
+            idle_timeout_s=idle_timeout,
+            threads=threads or spec.server_threads,
+            wsgi=wsgi,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
