@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,6 +45,9 @@ class ModelConfig(_Section):
     tiny_hidden_size: int = Field(128, ge=16, description="Width of the 'tiny' model.")
     tiny_layers: int = Field(2, ge=1, description="Depth of the 'tiny' model.")
     tiny_vocab_size: int = Field(2048, ge=300, description="Tokenizer size of the 'tiny' model.")
+    pretrain_epochs: int = Field(3, ge=1, description="Epochs of the 'tiny' base's pretraining on the expert "
+                                 "data of an environment's pretraining split (envs.N.pretrain_tasks).")
+    pretrain_learning_rate: float = Field(3e-3, gt=0, description="Learning rate of that pretraining.")
     max_new_tokens: int = Field(48, ge=1, description="Generation budget per action.")
     few_shot: bool = Field(False, description="Show a worked example in the prompt (longer prompts).")
     history: int | None = Field(2, ge=0, description="Past steps shown in the prompt; null: all of them.")
@@ -59,13 +63,26 @@ class EnvRunConfig(_Section):
     name: str = Field(description="Environment name (see `harness env list`).")
     train_split: str = Field(description="Split the expert trajectories and RL tasks are drawn from.")
     train_tasks: int = Field(ge=2, description="How many training tasks (expert trajectories) to use.")
+    pretrain_tasks: int = Field(0, ge=0, description="With model.source 'tiny': tasks of train_split set aside (a "
+                                "fixed sample, the same for every seed) whose expert trajectories pretrain the base "
+                                "every strategy starts from, built once and cached (harness/base_model.py); no "
+                                "seed trains on them. 0: a randomly initialised model per seed.")
     eval_splits: list[str] = Field(min_length=1, description="Held-out splits to evaluate on.")
     eval_episodes: int | None = Field(None, ge=1, description="Episodes per evaluation split (its first N tasks, "
                                       "in a fixed order; ALFWorld's interleaves the six task types); "
                                       "omitted: the whole split.")
     max_steps: int | None = Field(None, ge=1, description="Step cap; default: the environment's.")
+    history: Literal["model"] | int | None = Field(
+        "model", description="Past steps shown in this environment's prompt ('model': model.history; null: all).")
     server_url: str | None = Field(None, description="Use a running environment server instead of in-process.")
     options: dict[str, Any] = Field(default_factory=dict, description="Engine options (observation mode, ...).")
+
+    @field_validator("history")
+    @classmethod
+    def _history_not_negative(cls, value: str | int | None) -> str | int | None:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("must be >= 0, null (all steps) or 'model'")
+        return value
 
 
 class RayConfig(_Section):
@@ -229,13 +246,11 @@ def validate_config(raw: dict[str, Any], origin: str = "config") -> EvalConfig:
         raise ConfigError(_format_errors(exc, origin)) from None
 
 
-PRESETS = ("default", "paper")
+PRESETS = ("default", "study", "paper")
 
 
 def preset_raw(name: str) -> dict[str, Any]:
     """The raw mapping of a built-in preset (``harness/presets/NAME.yaml``)."""
-    from importlib import resources
-
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}; built-in presets: {', '.join(PRESETS)}")
     return yaml.safe_load(resources.files("harness.presets").joinpath(f"{name}.yaml").read_text(encoding="utf-8"))

@@ -17,16 +17,29 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from foundation.records import EpisodeResult, RoutingSummary, RunDir, append_jsonl, write_json_atomic
+from agents.local_envs import InProcessEnvProviders
+from agents.models import ALIASES, is_prepared
+from agents.registry import UnknownPolicyError, get_policy_spec, make_policy
+from agents.rollout import RolloutConfig, RolloutEngine
+from agents.tasks import plan_episodes, split_tasks
+from agents.tiny_models import TinyModelConfig, save_tiny_model
+from environments.core.registry import UnknownEnvError, get_env_spec
+from environments.core.trajectory import TrajectoryWriter, read_trajectories
+from foundation.jsonl import write_records
+from foundation.records import EpisodeResult, LedgerEntry, RoutingSummary, RunDir, append_jsonl, write_json_atomic
+from harness.base_model import BaseRecipe, ensure_base, pretrain_tasks, tokenizer_texts
 from harness.config import UNTRAINED, EnvRunConfig, EvalConfig
 from harness.runner import CellContext
+from prism_train.flops import ModelShape
+from prism_train.ledger import Ledger
+from prism_train.routers import RouterError, RoutingRequest, Task, describe_routers, get_router, route, write_decision
+from prism_train.scores import read_scores, write_scores
 
 if TYPE_CHECKING:
-    from agents.rollout import RolloutConfig, RolloutEngine
     from harness.distributed import EnvProviders
 
 log = logging.getLogger(__name__)
@@ -37,8 +50,6 @@ SHARED_PHASES_ALWAYS = ("expert",)
 
 def _shape(model_dir: Path):
     """The FLOP model's view of a saved model (read from its config.json)."""
-    from prism_train.flops import ModelShape
-
     return ModelShape.from_config(json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8")))
 
 
@@ -48,29 +59,38 @@ class PlanError(ValueError):
 
 def _train_tasks(env: EnvRunConfig, seed: int) -> list[Any]:
     """The training tasks of one seed: a seeded sample of the train split, in a fixed order."""
-    from agents.tasks import split_tasks
-
-    tasks = split_tasks(env.name, env.train_split)
+    reserved = {t.task_id for t in _pretrain_tasks(env)}  # the base's pretraining split: no cell trains on it
+    tasks = [t for t in split_tasks(env.name, env.train_split) if t.task_id not in reserved]
     if len(tasks) < env.train_tasks:
-        raise PlanError(f"{env.name}: split {env.train_split!r} has {len(tasks)} tasks, fewer than "
-                        f"train_tasks={env.train_tasks}")
+        raise PlanError(f"{env.name}: split {env.train_split!r} has {len(tasks)} tasks besides the "
+                        f"{len(reserved)} pretraining tasks, fewer than train_tasks={env.train_tasks}")
     chosen = random.Random(f"train-tasks:{env.name}:{seed}").sample(range(len(tasks)), env.train_tasks)
     return [tasks[i] for i in sorted(chosen)]
 
 
-def _eval_tasks(env: EnvRunConfig, split: str) -> list[Any]:
-    from agents.tasks import split_tasks
+def _pretrain_tasks(env: EnvRunConfig) -> list[Any]:
+    """The tasks the pretrained base learns from (none when the base is not pretrained)."""
+    try:
+        return pretrain_tasks(env.name, env.train_split, env.pretrain_tasks)
+    except ValueError as exc:
+        raise PlanError(str(exc)) from None
 
+
+def _eval_tasks(env: EnvRunConfig, split: str) -> list[Any]:
     return split_tasks(env.name, split, env.eval_episodes)
 
 
 def _model_check(cfg: EvalConfig) -> str:
-    from agents.models import ALIASES, is_prepared
-
     source = cfg.model.source
     if source == "tiny":
-        return (f"model: a tiny Llama built per environment and seed (hidden {cfg.model.tiny_hidden_size}, "
-                f"{cfg.model.tiny_layers} layers, tokenizer of {cfg.model.tiny_vocab_size} trained on the expert data)")
+        shape = (f"hidden {cfg.model.tiny_hidden_size}, {cfg.model.tiny_layers} layers, tokenizer of "
+                 f"{cfg.model.tiny_vocab_size}")
+        pretrained = [f"{env.name} ({env.pretrain_tasks} tasks)" for env in cfg.envs if env.pretrain_tasks]
+        if pretrained:
+            return (f"model: a tiny Llama ({shape}) pretrained once per environment on the expert data of its "
+                    f"pretraining split, {cfg.model.pretrain_epochs} epochs: {', '.join(pretrained)}; cached and "
+                    "shared by every cell and seed; random init per seed for any other environment")
+        return f"model: a tiny Llama built per environment and seed ({shape}, tokenizer trained on the expert data)"
     if source in ALIASES:
         if not is_prepared(source):
             raise PlanError(f"model {source!r} is not prepared yet: run `harness models prepare {source}`")
@@ -86,10 +106,6 @@ def _model_check(cfg: EvalConfig) -> str:
 
 def check_plan(cfg: EvalConfig) -> list[str]:
     """Validate the config against what is installed and on disk; lines describing the plan."""
-    from agents.registry import UnknownPolicyError, get_policy_spec
-    from environments.core.registry import UnknownEnvError, get_env_spec
-    from prism_train.routers import describe_routers
-
     lines = []
     for env in cfg.envs:
         try:
@@ -101,17 +117,19 @@ def check_plan(cfg: EvalConfig) -> list[str]:
             evals = {split: _eval_tasks(env, split) for split in env.eval_splits}
         except ValueError as exc:
             raise PlanError(f"{env.name}: {exc}") from None
-        train_ids = {t.task_id for t in train}
+        pretrain = _pretrain_tasks(env)
+        train_ids = {t.task_id for t in [*train, *pretrain]}
         leaked = {split: len(train_ids & {t.task_id for t in tasks}) for split, tasks in evals.items()}
         if any(leaked.values()):
-            raise PlanError(f"{env.name}: evaluation tasks overlap the training tasks: {leaked}")
-        lines.append(f"{env.name}: {len(train)} training tasks from {env.train_split!r}; evaluation on "
+            raise PlanError(f"{env.name}: evaluation tasks overlap the training or pretraining tasks: {leaked}")
+        lines.append(f"{env.name}: {len(train)} training tasks from {env.train_split!r}"
+                     + (f" (besides {len(pretrain)} pretraining tasks of the base)" if pretrain else "")
+                     + "; evaluation on "
                      + ", ".join(f"{split} ({len(tasks)} episodes)" for split, tasks in evals.items()))
     known = {info.name for info in describe_routers()}
     unknown = [s for s in cfg.strategies if s not in known]
     if unknown:
         raise PlanError(f"unknown strategies {unknown}; installed: {', '.join(sorted(known))}")
-    from prism_train.routers import RouterError, get_router
 
     for strategy, options in cfg.router_options.items():  # a strategy left out keeps its options unused
         if strategy not in known:
@@ -156,8 +174,6 @@ class TrainingPipeline:
         self.envs = envs  # [scale-out] where every rollout's sessions live; None: in-process (or server_url)
         # In-process sessions: one engine factory per configuration for the whole run (ALFWorld's worker
         # pool starts once, not per cell and phase); closed by close().
-        from agents.local_envs import InProcessEnvProviders
-
         self._local_envs = InProcessEnvProviders()
         self._shared: dict[tuple[str, int], SharedWork] = {}
 
@@ -171,8 +187,6 @@ class TrainingPipeline:
         self._rebuild_shared_ledger(env, seed)
 
     def _rebuild_shared_ledger(self, env: str, seed: int) -> None:
-        from foundation.jsonl import write_records
-
         shared = self.run.shared_dir(env, seed)
         entries = []
         for marker in sorted(shared.glob("*.done.json")):
@@ -190,26 +204,25 @@ class TrainingPipeline:
             work.scores = self._probe(env, seed, work, ctx)
         return work
 
-    def _expert(self, env: EnvRunConfig, seed: int, ctx: CellContext) -> tuple[list[Any], list[Any]]:
-        from agents.registry import make_policy
-        from agents.tasks import plan_episodes
-        from environments.core.trajectory import TrajectoryWriter, read_trajectories
-        from prism_train.ledger import Ledger
-        from prism_train.routers import Task
+    def _play_expert(self, env: EnvRunConfig, episodes: list[Any], path: Path, run: str) -> list[Any]:
+        """Play ``episodes`` with the expert into ``path`` (resumable); the ledger entries of doing so."""
+        engine = self._engine(make_policy("expert"), env, self._rollout_config(env, "expert", capped=False))
+        ledger = Ledger(None, strategy="shared", run=run)
+        with TrajectoryWriter(path) as writer, ledger.phase("expert") as meter:
+            _, stats = engine.run(episodes, writer=writer)
+            meter.add(env_steps=stats.steps)
+        return ledger.entries
 
+    def _expert(self, env: EnvRunConfig, seed: int, ctx: CellContext) -> tuple[list[Any], list[Any]]:
         shared = self.run.shared_dir(env.name, seed)
         path = shared / "expert.jsonl"
         tasks = _train_tasks(env, seed)
         if not self._done_marker(env.name, seed, "expert").exists():
             ctx.phase("expert data", total=len(tasks))
-            episodes = plan_episodes(env.name, tasks, source="expert", seed=seed)
-            engine = self._engine(make_policy("expert"), env, self._rollout_config(env, "expert", capped=False))
-            ledger = Ledger(None, strategy="shared", run=f"{env.name}-seed{seed}")
-            with TrajectoryWriter(path) as writer, ledger.phase("expert") as meter:
-                _, stats = engine.run(episodes, writer=writer)
-                meter.add(env_steps=stats.steps)
+            entries = self._play_expert(env, plan_episodes(env.name, tasks, source="expert", seed=seed), path,
+                                        f"{env.name}-seed{seed}")
             trajectories = list(read_trajectories(path))
-            self._finish_shared_phase(env.name, seed, "expert", ledger.entries,
+            self._finish_shared_phase(env.name, seed, "expert", entries,
                                       {"episodes": len(trajectories),
                                        "successes": sum(t.success for t in trajectories)})
         trajectories = [t for t in read_trajectories(path) if t.success]
@@ -224,37 +237,52 @@ class TrainingPipeline:
             from prism_train.trainer import resolve_model_path
 
             return Path(resolve_model_path(source))
+        if env.pretrain_tasks:
+            return self._pretrained_base(env, seed, ctx)
         target = self.run.shared_dir(env.name, seed) / "base_model"
         if (target / "config.json").exists():
             return target
         ctx.phase("building tiny model")
-        from agents.tiny_models import TinyModelConfig, save_tiny_model
-        from prism_train.formatting import TrajectoryTokenizer
 
-        class _Plain:  # renders prompts without a tokenizer, to collect the text the model will see
-            chat_template = "plain"
-
-            def apply_chat_template(self, messages, **_: Any) -> str:
-                return "\n".join(m["content"] for m in messages)
-
-        renderer = TrajectoryTokenizer(_Plain(), self._prompt_config())
-        texts = [m["content"] for t in trajectories for i in range(len(t.steps)) for m in renderer.messages(t, i)]
-        texts += [s.action for t in trajectories for s in t.steps]
-        config = TinyModelConfig(vocab_size=self.cfg.model.tiny_vocab_size, hidden_size=self.cfg.model.tiny_hidden_size,
-                                 intermediate_size=self.cfg.model.tiny_hidden_size * 8 // 3,
-                                 num_hidden_layers=self.cfg.model.tiny_layers, max_position_embeddings=4096)
         tmp = target.with_name(".base_model.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        save_tiny_model(texts, tmp, config, seed=seed)
+        texts = tokenizer_texts(trajectories, self._prompt_config(env.name))
+        save_tiny_model(texts, tmp, self._tiny_config(), seed=seed)
         tmp.rename(target)
         return target
 
+    def _tiny_config(self):
+        m = self.cfg.model
+        return TinyModelConfig(vocab_size=m.tiny_vocab_size, hidden_size=m.tiny_hidden_size,
+                               intermediate_size=m.tiny_hidden_size * 8 // 3, num_hidden_layers=m.tiny_layers,
+                               max_position_embeddings=4096)
+
+    def _pretrained_base(self, env: EnvRunConfig, seed: int, ctx: CellContext) -> Path:
+        """The environment's pretrained base (cached across runs); its cost is recorded, as phase
+        ``pretrain``, in the shared ledger, where no strategy is charged for it."""
+        recipe = BaseRecipe(env=env.name, split=env.train_split,
+                            task_ids=tuple(t.task_id for t in _pretrain_tasks(env)),
+                            model=asdict(self._tiny_config()), epochs=self.cfg.model.pretrain_epochs,
+                            learning_rate=self.cfg.model.pretrain_learning_rate, batch_size=self.cfg.sft.batch_size,
+                            prompt=asdict(self._prompt_config(env.name)))
+
+        def play(episodes: list[Any], path: Path) -> list[dict[str, Any]]:
+            return [e.to_json() for e in self._play_expert(env, episodes, path, f"{env.name}-base")]
+
+        def progress(phase: str, total: int) -> Callable[[int], None]:
+            ctx.phase(phase, total=total)
+            return ctx.progress.advance
+
+        base = ensure_base(recipe, play, progress)
+        if not self._done_marker(env.name, seed, "pretrain").exists():
+            self._finish_shared_phase(env.name, seed, "pretrain", [LedgerEntry.from_json(e) for e in base.ledger],
+                                      {"base_model": str(base.path), "key": base.key, "built_here": base.built})
+        return base.path
+
     def _probe(self, env: EnvRunConfig, seed: int, work: SharedWork, ctx: CellContext) -> dict[str, Any]:
         from prism_train.formatting import TrajectoryTokenizer
-        from prism_train.ledger import Ledger
         from prism_train.modeling import load_causal_lm, load_tokenizer
         from prism_train.probe import ProbeConfig, probe
-        from prism_train.scores import read_scores, write_scores
 
         path = self.run.shared_dir(env.name, seed) / "probe.jsonl"
         if self._done_marker(env.name, seed, "probe").exists():
@@ -262,7 +290,7 @@ class TrainingPipeline:
         ctx.phase("probe", total=len(work.trajectories))
         tokenizer = load_tokenizer(work.model_dir)
         model = load_causal_lm(work.model_dir)
-        tokenized = TrajectoryTokenizer(tokenizer, self._prompt_config()).tokenize_all(work.trajectories)
+        tokenized = TrajectoryTokenizer(tokenizer, self._prompt_config(env.name)).tokenize_all(work.trajectories)
         normalization = "sqrt-numel" if self.cfg.probe.normalize_by_size else "none"
         ledger = Ledger(None, strategy="shared", run=f"{env.name}-seed{seed}")
         scores = probe(model, work.trajectories, tokenized,
@@ -273,27 +301,28 @@ class TrainingPipeline:
         return read_scores(path)
 
     # -- one cell -----------------------------------------------------------------------------------
-    def _prompt_config(self):
+    def _history(self, env: str) -> int | None:
+        """Past steps the prompt shows in ``env``: the environment's own setting, else the model's."""
+        own = next(e.history for e in self.cfg.envs if e.name == env)
+        return self.cfg.model.history if own == "model" else own
+
+    def _prompt_config(self, env: str):
         from prism_train.formatting import PromptConfig
 
-        return PromptConfig(style="react", few_shot=self.cfg.model.few_shot, history=self.cfg.model.history,
+        return PromptConfig(style="react", few_shot=self.cfg.model.few_shot, history=self._history(env),
                             grounding=self.cfg.model.grounding,
                             max_length=self.cfg.sft.max_seq_len)
 
-    def _policy(self, model_dir: Path, temperature: float, adapter: Path | None = None):
+    def _policy(self, env: str, model_dir: Path, temperature: float, adapter: Path | None = None):
         """The configured generation backend serving ``model_dir`` (plus a LoRA adapter) as an agent."""
-        from agents.registry import make_policy
-
         options = {"adapter": str(adapter)} if adapter else {}
         return make_policy(self.cfg.model.backend, model=str(model_dir), max_new_tokens=self.cfg.model.max_new_tokens,
-                           temperature=temperature, few_shot=self.cfg.model.few_shot, history=self.cfg.model.history,
+                           temperature=temperature, few_shot=self.cfg.model.few_shot, history=self._history(env),
                            grounding=self.cfg.model.grounding,
                            **options)
 
     def _rollout_config(self, env: EnvRunConfig, source: str, capped: bool = True):
         """Rollouts of the agent use the configured step cap; the expert plays under the environment's own."""
-        from agents.rollout import RolloutConfig
-
         return RolloutConfig(env=env.name, server_url=env.server_url, max_steps=env.max_steps if capped else None,
                              concurrency=self.cfg.rollout_concurrency, source=source, env_options=dict(env.options),
                              progress=False)
@@ -309,8 +338,6 @@ class TrainingPipeline:
 
     def _engine(self, policy: Any, env: EnvRunConfig, config: RolloutConfig) -> RolloutEngine:
         """A rollout engine for ``config`` whose environment sessions live where the run says."""
-        from agents.rollout import RolloutEngine
-
         return RolloutEngine(policy, config, make_env=self._make_env(env, config.max_steps))
 
     def close(self) -> None:
@@ -318,9 +345,6 @@ class TrainingPipeline:
         self._local_envs.close()
 
     def run_cell(self, env: EnvRunConfig, strategy: str, seed: int, ctx: CellContext) -> None:
-        from prism_train.ledger import Ledger
-        from prism_train.routers import RoutingRequest, get_router, route, write_decision
-
         ledger = Ledger(ctx.dir / "ledger.jsonl", strategy=strategy, run=ctx.status.cell_id)
         if strategy == UNTRAINED:
             work = self.shared(env, seed, ctx, needs_scores=False)
@@ -365,7 +389,7 @@ class TrainingPipeline:
         ctx.phase("sft", total=len(trajectories))
         config = SFTConfig(model=str(model_dir), output_dir=str(ctx.dir / "sft"), seed=seed,
                            learning_rate=s.learning_rate, epochs=s.epochs, micro_batch_size=s.batch_size,
-                           grad_accum_steps=s.grad_accum, prompt=self._prompt_config(), log_every=1000,
+                           grad_accum_steps=s.grad_accum, prompt=self._prompt_config(ctx.status.env), log_every=1000,
                            weights_dtype=self.cfg.model.dtype, **self._lora(None))
         final = Path(SFTTrainer(config, trajectories, ledger=ledger, resume=False).train().final_dir)
         return (model_dir, final) if self.cfg.model.lora else (final, None)
@@ -382,9 +406,10 @@ class TrainingPipeline:
                           clip_eps=r.clip, kl_coef=r.kl_coef, temperature=r.temperature,
                           max_new_tokens=self.cfg.model.max_new_tokens, max_episode_steps=env.max_steps,
                           concurrency=self.cfg.rollout_concurrency, server_url=env.server_url,
-                          env_options=dict(env.options), prompt=self._prompt_config(), save_every=max(1, r.iterations),
+                          env_options=dict(env.options), prompt=self._prompt_config(env.name),
+                          save_every=max(1, r.iterations),
                           weights_dtype=self.cfg.model.dtype, **self._lora(adapter))
-        policy = self._policy(model_dir, temperature=r.temperature, adapter=adapter)
+        policy = self._policy(env.name, model_dir, temperature=r.temperature, adapter=adapter)
         try:
             make_env = self._make_env(env, env.max_steps)  # the trainer's engine config: the step cap, env options
             result = RLTrainer(config, tasks, policy.backend, ledger=ledger, resume=False, make_env=make_env).train(
@@ -398,7 +423,7 @@ class TrainingPipeline:
         from prism_train.rl import rollout_callback
 
         ctx.phase("difficulty rollouts")
-        policy = self._policy(work.model_dir, temperature=self.cfg.rl.temperature)
+        policy = self._policy(env.name, work.model_dir, temperature=self.cfg.rl.temperature)
         return rollout_callback(policy, env.name, ledger=ledger, output_dir=ctx.dir,
                                 shape=_shape(work.model_dir), max_steps=env.max_steps,
                                 concurrency=self.cfg.rollout_concurrency, server_url=env.server_url,
@@ -406,11 +431,9 @@ class TrainingPipeline:
 
     def _evaluate(self, env: EnvRunConfig, seed: int, model_dir: Path, adapter: Path | None, ledger: Any,
                   ctx: CellContext) -> None:
-        from agents.tasks import plan_episodes
-        from environments.core.trajectory import TrajectoryWriter
         from prism_train.rl import generation_flops
 
-        policy = self._policy(model_dir, temperature=self.cfg.temperature_eval, adapter=adapter)
+        policy = self._policy(env.name, model_dir, temperature=self.cfg.temperature_eval, adapter=adapter)
         shape = _shape(model_dir)
         try:
             for split in env.eval_splits:

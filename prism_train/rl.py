@@ -173,6 +173,14 @@ def group_advantages(trajectories: Sequence[Trajectory], rewards: dict[str, floa
     return advantages
 
 
+def signal_groups(trajectories: Sequence[Trajectory], invalid_action_penalty: float = 0.0) -> set[str]:
+    """The groups (task ids) whose episodes' rewards differ: the ones with a non-zero advantage."""
+    rewards: dict[str, set[float]] = defaultdict(set)
+    for t in trajectories:
+        rewards[t.task_id].add(episode_reward(t, invalid_action_penalty))
+    return {task for task, values in rewards.items() if len(values) > 1}
+
+
 def rollout_rows(formatter: TrajectoryTokenizer, trajectory: Trajectory) -> list[tuple[TokenRow, list[float]]]:
     """(prompt + generated tokens, rollout log-probs) for every step of a rollout trajectory."""
     rows = []
@@ -253,6 +261,9 @@ class IterationReport:
     clip_fraction: float
     kl: float
     rollout_logprob_gap: float  # max |rollout − recomputed| log-prob before the update
+    groups: int = 0  # GRPO groups (tasks) of the iteration
+    groups_with_signal: int = 0  # groups whose rewards differ, the only ones that move the policy
+    policy_kl: float = 0.0  # KL(before ‖ after the update) on the iteration's sampled tokens (k3 estimate)
 
 
 @dataclass
@@ -342,6 +353,18 @@ class RLTrainer:
                 samples.append(Sample(row, advantages[trajectory.id], logprobs))
         return samples
 
+    def _policy_shift(self, samples: Sequence[Sample], meter) -> float:
+        """How far the update moved the policy: the mean k3 estimate of KL(old ‖ new) over the sampled tokens
+        (which the old policy drew), from one more forward pass with the updated weights."""
+        rows = [s.row for s in samples]
+        self.learner.model.eval()
+        new = recompute_logprobs(self.learner.model, rows, self.config.precision, self.config.micro_batch_size,
+                                 self.pad_id)
+        lengths = [len(r.input_ids) for r in rows]
+        meter.add(tokens=sum(lengths), flops=self.shape.forward_flops(lengths, sum(r.n_targets for r in rows)))
+        log_ratio = torch.cat(new) - torch.cat([s.old_logprobs for s in samples])
+        return float((torch.exp(log_ratio) - 1 - log_ratio).mean())
+
     def _reference_context(self):
         if self.config.kl_coef == 0 or self.reference is not None:
             return nullcontext()
@@ -428,22 +451,29 @@ class RLTrainer:
             trajectories = self._rollouts(self.iteration)
             samples = self._samples(trajectories)
             rewards = [t.reward for t in trajectories]
+            groups = {t.task_id for t in trajectories}
+            with_signal = signal_groups(trajectories, self.config.invalid_action_penalty)
             with self.ledger.phase("rl_update", sync=learner.sync, device=str(learner.device)) as meter:
+                policy_kl = 0.0
                 if samples:
                     loss, clip_fraction, kl, gap = self._update(samples, meter)
+                    policy_kl = self._policy_shift(samples, meter)
                     sync_backend(self.backend, learner, sync_dir, self.iteration + 1)
                 else:
                     loss = clip_fraction = kl = gap = 0.0
                     log.info("iteration %d: every group has equal rewards; no update", self.iteration)
-                meter.meta.update(iteration=self.iteration, rows=len(samples))
+                meter.meta.update(iteration=self.iteration, rows=len(samples), groups=len(groups),
+                                  groups_with_signal=len(with_signal), policy_kl=policy_kl, kl_to_reference=kl,
+                                  mean_reward=sum(rewards) / len(rewards))
             report = IterationReport(self.iteration, len(trajectories), sum(rewards) / len(rewards),
                                      sum(t.success for t in trajectories) / len(trajectories),
                                      sum(len(t.steps) for t in trajectories), len(samples), loss, clip_fraction, kl,
-                                     gap)
+                                     gap, len(groups), len(with_signal), policy_kl)
             history.append(report)
-            log.info("rl iteration %d/%d  reward %.3f  success %.2f  rows %d  loss %.4f  clip %.3f  kl %.4f",
-                     self.iteration + 1, config.iterations, report.mean_reward, report.success_rate,
-                     report.trained_rows, loss, clip_fraction, kl)
+            log.info("rl iteration %d/%d  reward %.3f  success %.2f  groups with signal %d/%d  rows %d  loss %.4f  "
+                     "clip %.3f  kl %.4f  policy kl %.2e", self.iteration + 1, config.iterations, report.mean_reward,
+                     report.success_rate, len(with_signal), len(groups), report.trained_rows, loss, clip_fraction, kl,
+                     policy_kl)
             self.iteration += 1
             if self.iteration % config.save_every == 0 or self.iteration == config.iterations:
                 learner.save_checkpoint(self.iteration, {"iteration": self.iteration})

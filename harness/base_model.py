@@ -1,0 +1,188 @@
+"""The pretrained base every strategy starts from: a small Llama trained once per environment on expert
+trajectories of a *pretraining split* that no cell trains on and no evaluation plays.
+
+Why: PRISM's probe measures how much a trajectory conflicts with what the initial model already
+knows. A randomly initialised model knows nothing, so its gradient concentration carries no meaning.
+The base here has imitated the expert on tasks of its own (``pretrain_tasks`` of the training split,
+a fixed sample independent of the run's seeds, which :func:`harness.pipeline` then keeps out of every
+seed's training tasks), so the probe sees a model that already does part of the task.
+
+Built once and shared by every cell, seed and run with the same recipe: the expert trajectories are
+cached under ``cache_dir()/base-models/<env>-expert-<hash of the task list>/`` (resumable per
+episode), the model under ``cache_dir()/base-models/<env>-<key>/`` where the key hashes the recipe
+(model shape, tokenizer size, epochs, learning rate, prompt format, seed) together with the SHA-256 of
+those trajectories. A file lock serialises builders; a build killed at any moment leaves only a
+temporary directory that the next build wipes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import random
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from agents.tasks import plan_episodes, split_tasks
+from agents.tiny_models import TinyModelConfig, save_tiny_model
+from environments.core.trajectory import read_trajectories
+from foundation.data import cache_dir, sha256_of
+from foundation.jsonl import write_json_atomic
+from prism_train.ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+RECIPE_VERSION = 1
+MARKER = "base.json"
+
+
+@dataclass(frozen=True)
+class BaseRecipe:
+    """Everything that decides the base's weights besides its data; hashed into the cache key."""
+
+    env: str
+    split: str
+    task_ids: tuple[str, ...]
+    model: dict[str, Any]  # agents.tiny_models.TinyModelConfig fields
+    epochs: int
+    learning_rate: float
+    batch_size: int
+    prompt: dict[str, Any]  # the prompt settings that decide the tokens the base is trained on
+    seed: int = 0
+    version: int = RECIPE_VERSION
+
+    def expert_key(self) -> str:
+        return _digest({"env": self.env, "split": self.split, "task_ids": self.task_ids})
+
+    def key(self, data_sha256: str) -> str:
+        return _digest({**asdict(self), "data": data_sha256})
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """A built base: where it is, its cache key, what building it cost, and whether this call built it."""
+
+    path: Path
+    key: str
+    ledger: tuple[dict[str, Any], ...]
+    built: bool
+
+
+def _digest(payload: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=list).encode()).hexdigest()[:16]
+
+
+def pretrain_tasks(env: str, split: str, count: int) -> list[Any]:
+    """The pretraining split: ``count`` tasks of ``split`` in a fixed sample that no run seed changes."""
+    if count <= 0:
+        return []
+    tasks = split_tasks(env, split)
+    if count >= len(tasks):
+        raise ValueError(f"{env}: pretrain_tasks={count} leaves no training tasks in split {split!r} "
+                         f"({len(tasks)} tasks)")
+    chosen = random.Random(f"pretrain-tasks:{env}:{split}").sample(range(len(tasks)), count)
+    return [tasks[i] for i in sorted(chosen)]
+
+
+def tokenizer_texts(trajectories: Sequence[Any], prompt: Any) -> list[str]:
+    """The text a model trained on ``trajectories`` sees (every step's prompt and action), to fit a tokenizer."""
+    from prism_train.formatting import TrajectoryTokenizer
+
+    class _Plain:  # renders prompts without a tokenizer, to collect the text the model will see
+        chat_template = "plain"
+
+        def apply_chat_template(self, messages: Sequence[dict[str, str]], **_: Any) -> str:
+            return "\n".join(m["content"] for m in messages)
+
+    renderer = TrajectoryTokenizer(_Plain(), prompt)
+    texts = [m["content"] for t in trajectories for i in range(len(t.steps)) for m in renderer.messages(t, i)]
+    return texts + [s.action for t in trajectories for s in t.steps]
+
+
+def _as_pretrain(entries: Sequence[dict[str, Any]], what: str) -> list[dict[str, Any]]:
+    """Ledger entries relabelled as phase ``pretrain``: the base's cost, which no strategy is charged for."""
+    return [{**entry, "phase": "pretrain", "meta": {**entry.get("meta", {}), "purpose": what}} for entry in entries]
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` (released by the OS if the holder is killed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+PlayExpert = Callable[[list[Any], Path], list[dict[str, Any]]]  # (episodes, jsonl path) -> ledger entries
+Progress = Callable[[str, int], Callable[[int], None]]  # (phase, total) -> advance(n)
+
+
+def _expert_data(recipe: BaseRecipe, root: Path, play: PlayExpert, progress: Progress) -> tuple[Path, dict]:
+    """The pretraining split's expert trajectories (played once, resumable) and their marker."""
+    folder = root / f"{recipe.env}-expert-{recipe.expert_key()}"
+    marker = folder / "done.json"
+    path = folder / "expert.jsonl"
+    if not marker.exists():
+        wanted = set(recipe.task_ids)
+        tasks = [t for t in split_tasks(recipe.env, recipe.split) if t.task_id in wanted]
+        progress("base model: expert data", len(tasks))
+        folder.mkdir(parents=True, exist_ok=True)
+        ledger = play(plan_episodes(recipe.env, tasks, source="pretrain", seed=0), path)
+        write_json_atomic(marker, {"version": 1, "sha256": sha256_of(path),
+                                   "ledger": _as_pretrain(ledger, "expert data")})
+    return path, json.loads(marker.read_text(encoding="utf-8"))
+
+
+def ensure_base(recipe: BaseRecipe, play: PlayExpert, progress: Progress, root: Path | None = None) -> BaseModel:
+    """The base for ``recipe``: from the cache, or built now (expert data, tokenizer, init, SFT)."""
+    root = root or cache_dir() / "base-models"
+    with _locked(root / f"{recipe.env}.lock"):
+        data_path, expert = _expert_data(recipe, root, play, progress)
+        key = recipe.key(expert["sha256"])
+        target = root / f"{recipe.env}-{key}"
+        if (target / MARKER).exists():
+            info = json.loads((target / MARKER).read_text(encoding="utf-8"))
+            log.info("%s: pretrained base %s from the cache", recipe.env, key)
+            return BaseModel(target, key, tuple(info["ledger"]), built=False)
+        ledger = _build(recipe, data_path, target, progress)
+        write_json_atomic(target / MARKER, {"version": 1, "key": key, "recipe": asdict(recipe),
+                                            "data_sha256": expert["sha256"], "ledger": [*expert["ledger"], *ledger]})
+        return BaseModel(target, key, tuple([*expert["ledger"], *ledger]), built=True)
+
+
+def _build(recipe: BaseRecipe, data_path: Path, target: Path, progress: Progress) -> list[dict[str, Any]]:
+    """Tokenizer and random init from the pretraining text, then SFT on it; moved into ``target`` at the end."""
+    from prism_train.formatting import PromptConfig
+    from prism_train.sft import SFTConfig, SFTTrainer
+
+    trajectories = [t for t in read_trajectories(data_path) if t.success]
+    if len(trajectories) < 2:
+        raise RuntimeError(f"{recipe.env}: the expert succeeded on only {len(trajectories)} pretraining tasks")
+    prompt = PromptConfig(**recipe.prompt)
+    work = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(work, ignore_errors=True)
+    progress("base model: init", 0)
+    save_tiny_model(tokenizer_texts(trajectories, prompt), work / "init", TinyModelConfig(**recipe.model),
+                    seed=recipe.seed)
+    ledger = Ledger(None, strategy="shared", run=f"{recipe.env}-base")
+    config = SFTConfig(model=str(work / "init"), output_dir=str(work / "sft"), seed=recipe.seed,
+                       learning_rate=recipe.learning_rate, epochs=recipe.epochs, micro_batch_size=recipe.batch_size,
+                       prompt=prompt, log_every=1000)
+    trainer = SFTTrainer(config, trajectories, ledger=ledger, resume=False)
+    advance = progress("base model: pretraining", trainer.total_steps)
+    final = trainer.train(on_step=lambda _report: advance(1)).final_dir
+    entries = _as_pretrain([e.to_json() for e in ledger.entries], f"SFT on {len(trajectories)} trajectories")
+    shutil.rmtree(target, ignore_errors=True)
+    Path(final).rename(target)
+    shutil.rmtree(work, ignore_errors=True)
+    log.info("%s: pretrained base built from %d expert trajectories into %s", recipe.env, len(trajectories), target)
+    return entries

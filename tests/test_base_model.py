@@ -1,0 +1,89 @@
+"""The pretrained base: built once from a disjoint pretraining split, cached by recipe and data, reused."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import pytest
+
+from agents.registry import make_policy
+from agents.rollout import RolloutConfig, RolloutEngine
+from agents.tiny_models import TinyModelConfig
+from environments.core.trajectory import TrajectoryWriter
+from harness.base_model import BaseRecipe, ensure_base, pretrain_tasks
+from harness.config import load_eval_config
+from harness.pipeline import PlanError, _train_tasks
+from prism_train.formatting import PromptConfig
+from prism_train.ledger import Ledger
+
+
+def _recipe(**changes) -> BaseRecipe:
+    recipe = BaseRecipe(env="webshop", split="train",
+                        task_ids=tuple(t.task_id for t in pretrain_tasks("webshop", "train", 4)),
+                        model=asdict(TinyModelConfig(vocab_size=400, hidden_size=32, intermediate_size=64)),
+                        epochs=1, learning_rate=3e-3, batch_size=8,
+                        prompt=asdict(PromptConfig(few_shot=False, history=0, max_length=2048)))
+    return replace(recipe, **changes)
+
+
+class _Expert:
+    """Plays the expert for real and counts how many episodes it was asked to play."""
+
+    def __init__(self) -> None:
+        self.played = 0
+
+    def __call__(self, episodes, path: Path) -> list[dict]:
+        engine = RolloutEngine(make_policy("expert"), RolloutConfig(env="webshop", concurrency=4, source="expert",
+                                                                    progress=False))
+        ledger = Ledger(None, strategy="shared")
+        with TrajectoryWriter(path) as writer, ledger.phase("expert") as meter:
+            new, stats = engine.run(episodes, writer=writer)
+            meter.add(env_steps=stats.steps)
+        self.played += len(new)
+        return [e.to_json() for e in ledger.entries]
+
+
+def _progress(phases: list[str]):
+    def start(phase: str, total: int):
+        phases.append(phase)
+        return lambda n: None
+    return start
+
+
+def _weights(path: Path) -> bytes:
+    return (path / "model.safetensors").read_bytes()
+
+
+def test_base_is_built_once_and_reused_from_the_cache(tmp_path):
+    expert, phases = _Expert(), []
+    first = ensure_base(_recipe(), expert, _progress(phases), root=tmp_path)
+    assert first.built and expert.played == 4
+    assert "base model: pretraining" in phases
+    assert {entry["phase"] for entry in first.ledger} == {"pretrain"}  # charged to no strategy
+    assert sum(entry["flops"] for entry in first.ledger) > 0 and sum(entry["env_steps"] for entry in first.ledger) > 0
+
+    again = ensure_base(_recipe(), expert, _progress(phases := []), root=tmp_path)
+    assert not again.built and again.path == first.path and again.key == first.key
+    assert expert.played == 4 and phases == []  # a cache hit: no expert episode, no training
+    assert _weights(again.path) == _weights(first.path)
+
+    other = ensure_base(_recipe(epochs=2), expert, _progress([]), root=tmp_path)
+    assert other.built and other.key != first.key and expert.played == 4  # new recipe, same cached expert data
+    assert _weights(other.path) != _weights(first.path)
+
+
+def test_the_pretraining_split_is_fixed_and_disjoint_from_every_seeds_training_tasks():
+    cfg = load_eval_config(overrides=["envs.0.pretrain_tasks=50", "envs.0.train_tasks=40"])
+    env = cfg.envs[0]
+    reserved = {t.task_id for t in pretrain_tasks(env.name, env.train_split, 50)}
+    assert len(reserved) == 50
+    assert reserved == {t.task_id for t in pretrain_tasks(env.name, env.train_split, 50)}  # seed-independent
+    for seed in range(4):
+        assert not reserved & {t.task_id for t in _train_tasks(env, seed)}
+
+
+def test_a_pretraining_split_that_leaves_no_training_tasks_is_refused():
+    cfg = load_eval_config(overrides=["envs.1.pretrain_tasks=3550"])
+    with pytest.raises(PlanError, match="pretrain"):
+        _train_tasks(cfg.envs[1], 0)
