@@ -11,8 +11,9 @@ Built once and shared by every cell, seed and run with the same recipe: the expe
 cached under ``cache_dir()/base-models/<env>-expert-<hash of the task list>/`` (resumable per
 episode), the model under ``cache_dir()/base-models/<env>-<key>/`` where the key hashes the recipe
 (model shape, tokenizer size, epochs, learning rate, prompt format, seed) together with the SHA-256 of
-those trajectories. A file lock serialises builders; a build killed at any moment leaves only a
-temporary directory that the next build wipes.
+those trajectories. A file lock serialises builders; a build killed at any moment leaves a temporary
+directory from which the next build resumes (expert episodes already played, the initial weights, the
+newest pretraining checkpoint), and the cache entry appears only, complete, at the end.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 RECIPE_VERSION = 1
 MARKER = "base.json"
+CHECKPOINT_EVERY = 50  # optimiser steps between checkpoints of the pretraining, so a kill loses at most these
 
 
 @dataclass(frozen=True)
@@ -168,19 +170,26 @@ def _build(recipe: BaseRecipe, data_path: Path, target: Path, progress: Progress
     if len(trajectories) < 2:
         raise RuntimeError(f"{recipe.env}: the expert succeeded on only {len(trajectories)} pretraining tasks")
     prompt = PromptConfig(**recipe.prompt)
-    work = target.with_name(f".{target.name}.tmp")
-    shutil.rmtree(work, ignore_errors=True)
-    progress("base model: init", 0)
-    save_tiny_model(tokenizer_texts(trajectories, prompt), work / "init", TinyModelConfig(**recipe.model),
-                    seed=recipe.seed)
+    work = target.with_name(f".{target.name}.tmp")  # kept across attempts: the key names one recipe and data
+    init = work / "init"
+    if not (init / "config.json").exists():
+        progress("base model: init", 0)
+        shutil.rmtree(init.with_name("init.tmp"), ignore_errors=True)
+        save_tiny_model(tokenizer_texts(trajectories, prompt), init.with_name("init.tmp"),
+                        TinyModelConfig(**recipe.model), seed=recipe.seed)
+        init.with_name("init.tmp").rename(init)
     ledger = Ledger(None, strategy="shared", run=f"{recipe.env}-base")
-    config = SFTConfig(model=str(work / "init"), output_dir=str(work / "sft"), seed=recipe.seed,
+    config = SFTConfig(model=str(init), output_dir=str(work / "sft"), seed=recipe.seed,
                        learning_rate=recipe.learning_rate, epochs=recipe.epochs, micro_batch_size=recipe.batch_size,
-                       prompt=prompt, log_every=1000)
-    trainer = SFTTrainer(config, trajectories, ledger=ledger, resume=False)
+                       prompt=prompt, log_every=1000, save_every=CHECKPOINT_EVERY)
+    # resumes from the newest checkpoint of an interrupted build (the SFT plan is a function of the seed)
+    trainer = SFTTrainer(config, trajectories, ledger=ledger, resume=True)
     advance = progress("base model: pretraining", trainer.total_steps)
+    advance(trainer.step)
+    resumed_at = trainer.step  # the steps before it were paid for by the interrupted attempt, not counted here
     final = trainer.train(on_step=lambda _report: advance(1)).final_dir
-    entries = _as_pretrain([e.to_json() for e in ledger.entries], f"SFT on {len(trajectories)} trajectories")
+    entries = _as_pretrain([{**e.to_json(), "meta": {**e.meta, "resumed_at_step": resumed_at}} for e in ledger.entries],
+                           f"SFT on {len(trajectories)} trajectories")
     shutil.rmtree(target, ignore_errors=True)
     Path(final).rename(target)
     shutil.rmtree(work, ignore_errors=True)

@@ -53,6 +53,16 @@ def _shape(model_dir: Path):
     return ModelShape.from_config(json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8")))
 
 
+def _spread(values: Sequence[float]) -> dict[str, float]:
+    """Minimum, quartiles and maximum: whether the probe's scores can separate trajectories at all."""
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return ordered[round(q * (len(ordered) - 1))]
+
+    return {"min": at(0.0), "q25": at(0.25), "median": at(0.5), "q75": at(0.75), "max": at(1.0)}
+
+
 class PlanError(ValueError):
     """The config names something that does not exist (environment, split, strategy, model, backend)."""
 
@@ -297,7 +307,11 @@ class TrainingPipeline:
                        ProbeConfig(batch_size=self.cfg.probe.batch_size, normalization=normalization),
                        ledger=ledger, model_name=str(work.model_dir))
         write_scores(path, scores)
-        self._finish_shared_phase(env.name, seed, "probe", ledger.entries, {"trajectories": len(scores)})
+        spread = _spread([score.statistics["gini"] for score in scores])
+        log.info("%s seed %d: probe Gini over %d trajectories: min %.3f, quartiles %.3f / %.3f / %.3f, max %.3f",
+                 env.name, seed, len(scores), *spread.values())
+        self._finish_shared_phase(env.name, seed, "probe", ledger.entries,
+                                  {"trajectories": len(scores), "gini": spread})
         return read_scores(path)
 
     # -- one cell -----------------------------------------------------------------------------------

@@ -64,6 +64,8 @@ def test_eval_survives_kill_9_and_resumes_without_double_counting(tmp_path):
         assert phases.count("evaluation") == 1  # one attempt counted, not two
     shared = run.shared_ledger("webshop", 0)
     assert [e.phase for e in shared].count("expert") == 1 and [e.phase for e in shared].count("probe") == 1
+    gini = json.loads((run.shared_dir("webshop", 0) / "probe.done.json").read_text())["gini"]  # the probe's spread
+    assert gini["min"] <= gini["q25"] <= gini["median"] <= gini["q75"] <= gini["max"]
     assert (run_dir / "report" / "leaderboard.html").is_file()
     attempts = run.manifest().environment["invocations"]  # killed, then resumed: both in-process
     assert len(attempts) == 2 and all(attempt["ray"] is None for attempt in attempts)
