@@ -14,15 +14,14 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
+import gymnasium
+
+import environments  # noqa: F401 - registers the Gymnasium ids
 from environments.core.registry import EnvSpec, get_env_spec
 
 
 def _takes_session(spec: EnvSpec) -> bool:
     """Whether the environment's Gymnasium entry point can play on a session someone else owns."""
-    import gymnasium
-
-    import environments  # noqa: F401 - registers the Gymnasium ids
-
     entry = gymnasium.spec(spec.gym_id).entry_point
     if isinstance(entry, str):
         module, _, name = entry.partition(":")
@@ -48,8 +47,6 @@ class InProcessEnvs:
         self._shared = _takes_session(self.spec)
 
     def __call__(self) -> Any:
-        import gymnasium
-
         if not self._shared:
             return gymnasium.make(self.spec.gym_id, max_steps=self.max_steps, **self.env_options)
         with self._lock:

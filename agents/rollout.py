@@ -24,9 +24,14 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
+import gymnasium
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+import environments  # noqa: F401 - registers the Gymnasium ids
 from agents.local_envs import InProcessEnvs
 from agents.policy import ActionSample, AgentTurn, HistoryItem, Policy, derive_seed
 from agents.tasks import EpisodeSpec, TaskSource, task_source
+from environments.core.registry import get_env_spec
 from environments.core.trajectory import Step, Trajectory, TrajectoryWriter
 
 log = logging.getLogger(__name__)
@@ -126,8 +131,6 @@ class RolloutEngine:
 
     def __init__(self, policy: Policy, config: RolloutConfig,
                  make_env: Callable[[], Any] | None = None) -> None:
-        from environments.core.registry import get_env_spec
-
         self.policy = policy
         self.config = config
         self.spec = get_env_spec(config.env)
@@ -143,10 +146,6 @@ class RolloutEngine:
             return InProcessEnvs(self.config.env, self.max_steps, self.config.env_options)
 
         def remote_env() -> Any:
-            import gymnasium
-
-            import environments  # noqa: F401 - registers the Gymnasium ids
-
             return gymnasium.make(self.spec.gym_id, server_url=self.config.server_url, max_steps=self.max_steps,
                                   **self.config.env_options)
 
@@ -373,7 +372,6 @@ class RolloutEngine:
         if not self.config.progress:
             yield lambda stats: None
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         progress = Progress(
             TextColumn(f"[bold]{self.config.env}[/] {self.source}"), BarColumn(), MofNCompleteColumn(),

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from agents.policy import ActionSample, AgentTurn, Policy, derive_seed
+from agents.prompts import ENV_PROMPTS
+from environments.core.registry import get_env_spec
 
 
 class ExpertPolicy(Policy):
@@ -28,8 +30,6 @@ class ExpertPolicy(Policy):
         self._experts: dict[str, Any] = {}
 
     def start_episode(self, episode_id: str, env: str, observation: str, info: dict[str, Any]) -> None:
-        from environments.core.registry import get_env_spec
-
         spec = get_env_spec(env)
         if spec.make_expert is None:
             raise ValueError(f"environment {env!r} has no scripted expert")
@@ -65,8 +65,6 @@ class RandomPolicy(Policy):
         self.seed = seed
 
     def act(self, turns: Sequence[AgentTurn], n: int = 1) -> list[list[ActionSample]]:
-        from agents.prompts import ENV_PROMPTS
-
         answers = []
         for turn in turns:
             if turn.env not in ENV_PROMPTS:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, jsonify, request
+from waitress.server import create_server
 from werkzeug.exceptions import HTTPException
 
 from agents.policy import Generation, SamplingParams, derive_seed
@@ -336,8 +337,6 @@ class OpenAIServer:
     """
 
     def __init__(self, backend: Any, model_name: str, limits: ServerLimits | None = None) -> None:
-        from waitress.server import create_server
-
         self.limits = limits or ServerLimits()
         self.app = create_app(backend, model_name, self.limits)
         self._server = create_server(self.app, host=self.limits.host, port=self.limits.port,

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain, zip_longest
 from typing import Any
 
 from agents.policy import derive_seed
+from environments.alfworld.games import TASK_TYPES, GameCatalogue
+from environments.webshop.splits import goal_indices
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,6 @@ class TaskSource:
 
 
 def _webshop_tasks(split: str) -> list[Task]:
-    from environments.webshop.splits import goal_indices
-
     return [Task(f"goal-{i}", {"goal_index": i}, split) for i in goal_indices(split)]
 
 
@@ -54,10 +55,6 @@ def _alfworld_tasks(split: str) -> list[Task]:
     """The split's games with the six task types interleaved (each type in id order), so that its
     first N tasks, which a small evaluation or training slice plays, cover the types evenly instead
     of being all ``look_at_obj_in_light``."""
-    from itertools import chain, zip_longest
-
-    from environments.alfworld.games import TASK_TYPES, GameCatalogue
-
     catalogue = GameCatalogue.from_data()
     by_type = [catalogue.games(split, task_type) for task_type in TASK_TYPES]
     interleaved = (game for game in chain.from_iterable(zip_longest(*by_type)) if game is not None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 
+import jinja2
 from markupsafe import Markup
 
 from leaderboard import svgplot
@@ -15,8 +16,6 @@ def _asset(name: str) -> str:
 
 
 def render(doc: Document) -> str:
-    import jinja2
-
     env = jinja2.Environment(loader=jinja2.PackageLoader("leaderboard", "templates"),
                              autoescape=jinja2.select_autoescape(default=True), undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from agents.models import resolve_model
 from prism_train.checkpoint import (
     latest_checkpoint,
     load_checkpoint_state,
@@ -102,8 +103,6 @@ def write_config(config: TrainConfig) -> None:
 
 def resolve_model_path(name: str) -> str:
     """A prepared model name (``agents.models``) or a path, as a model directory."""
-    from agents.models import resolve_model
-
     return resolve_model(name)
 
 

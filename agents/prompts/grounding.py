@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rapidfuzz import fuzz, process, utils
+
 GROUNDING_MODES = ("none", "nearest")
 
 
@@ -23,8 +25,6 @@ def nearest(text: str, candidates: Sequence[str]) -> str:
     """The candidate most similar to ``text`` (normalised edit similarity, case-insensitive; ties: first).
 
     ``candidates`` must not be empty."""
-    from rapidfuzz import fuzz, process, utils
-
     return process.extractOne(text, list(candidates), scorer=fuzz.ratio, processor=utils.default_process)[0]
 
 

@@ -17,6 +17,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
 from environments.alfworld.games import Game, GameCatalogue
 from environments.alfworld.gym_env import DEFAULT_MAX_STEPS, ALFWorldEnv
 from environments.alfworld.session import ALFWorldFactory
@@ -243,7 +245,6 @@ def _progress_bar(enabled: bool, total: int) -> Iterator[Callable[[bool], None]]
     if not enabled:
         yield lambda success: None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     counts = {"done": 0, "won": 0}
     columns = (

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from environments.core.engine import InvalidOptionsError
+from foundation.data import unpacked_archive
 
 ARCHIVE = "alfworld/json_2.1.1.tar.xz"
 ARCHIVE_DIR = "json_2.1.1"
@@ -74,8 +75,6 @@ class GameCatalogue:
     @classmethod
     def from_data(cls, data_dir: str | os.PathLike[str] | None = None) -> GameCatalogue:
         """The catalogue of the archive in the data directory, unpacked once into the cache."""
-        from foundation.data import unpacked_archive
-
         return cls(unpacked_archive(ARCHIVE, data_dir) / ARCHIVE_DIR)
 
     def _split_index(self, split: str) -> dict[str, Game]:

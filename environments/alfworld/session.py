@@ -21,6 +21,7 @@ from environments.alfworld.games import SPLITS, TASK_TYPES, Game, GameCatalogue
 from environments.alfworld.pool import Lease, PoolSettings, WorkerPool
 from environments.alfworld.worker import WorkerConfig
 from environments.core.engine import EngineUnavailableError, JSONDict, SessionStateError, StepOutcome
+from foundation.data import cache_dir as harness_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,6 @@ class ALFWorldConfig:
             if self.cache_dir is not None:
                 cache_dir = Path(self.cache_dir)
             else:
-                from foundation.data import cache_dir as harness_cache_dir
-
                 cache_dir = harness_cache_dir() / "alfworld-sas"
         return PoolSettings(
             workers=self.workers,

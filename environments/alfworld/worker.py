@@ -29,6 +29,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from environments.alfworld import memo
+from environments.alfworld.engine import GameEngine
+
 log = logging.getLogger(__name__)
 
 
@@ -53,8 +56,6 @@ class WorkerHost:
     """The state of one worker: engines by slot, memos, and counters."""
 
     def __init__(self, config: WorkerConfig) -> None:
-        from environments.alfworld import memo
-
         disk_dir = Path(config.disk_cache_dir) if config.disk_cache_dir else None
         self._memos = memo.install(disk_dir) if config.memoise else ()
         self._engines: dict[int, Any] = {}
@@ -62,8 +63,6 @@ class WorkerHost:
         self.ops: dict[str, Callable[..., Any]] = {"start": self.start, "step": self.step, "stats": self.stats}
 
     def _engine(self, slot: int) -> Any:
-        from environments.alfworld.engine import GameEngine
-
         if slot not in self._engines:
             self._engines[slot] = GameEngine()
         return self._engines[slot]

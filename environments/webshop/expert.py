@@ -21,11 +21,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
 from environments.core.engine import JSONDict, TextSession
 from environments.core.trajectory import Step, Trajectory, TrajectoryWriter
 from environments.webshop.engine import BACK_TO_SEARCH, BUY_NOW, NEXT_PAGE, PREV_PAGE, WebShopFactory
 from environments.webshop.pages import SUB_PAGES
 from environments.webshop.reward import FUZZY_THRESHOLD, normalize_color, token_set_ratio
+from environments.webshop.splits import goal_indices as split_indices
 
 log = logging.getLogger(__name__)
 
@@ -211,8 +214,6 @@ def play_expert_episode(
 
 def _resolve_goals(split: str | None, goal_indices: Sequence[int] | None) -> list[tuple[int, str]]:
     """(goal index, split label) pairs to record; the label is the goal's product split if none is given."""
-    from environments.webshop.splits import goal_indices as split_indices
-
     if goal_indices is not None:
         bad = [i for i in goal_indices if isinstance(i, bool) or not isinstance(i, int) or i < 0]
         if bad:
@@ -251,7 +252,6 @@ def _progress_bar(enabled: bool, total: int) -> Iterator[Callable[[int, int], No
     if not enabled:
         yield lambda successes, done: None
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     columns = (
         TextColumn("[bold]expert[/]"),

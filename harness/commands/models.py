@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -75,8 +76,6 @@ def serve(
     name: str = typer.Option(None, help="Model name clients use (default: the directory name)."),
 ) -> None:
     """Serve a transformers model on /v1/completions and /v1/chat/completions, with logprobs and n."""
-    from pathlib import Path
-
     from agents.backends.hf import TransformersBackend
     from agents.models import resolve_model
     from agents.server import OpenAIServer, ServerLimits

@@ -34,6 +34,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import gymnasium
+
+import environments  # noqa: F401 - registers the Gymnasium ids
+from environments.core.registry import get_env_spec
 from harness.distributed.failover import (
     EnvProvider,
     HostedSession,
@@ -84,8 +88,6 @@ class EnvWorker:
     """Hosts environment sessions, of any configuration, in a Ray actor (one process on one node)."""
 
     def __init__(self) -> None:
-        import environments  # noqa: F401 - registers the Gymnasium ids
-
         self._envs: dict[int, tuple[str, Any]] = {}  # session -> (configuration, environment)
         self._idle: dict[str, list[Any]] = {}  # environments of closed sessions by configuration, kept warm
         self._ids = itertools.count(1)  # never reused: a stale id is an error, not another episode
@@ -98,10 +100,6 @@ class EnvWorker:
         environment carries nothing over; what it saves is the engine's start-up (ALFWorld: a game
         process and its planner) on every rollout after the first.
         """
-        import gymnasium
-
-        from environments.core.registry import get_env_spec
-
         key = _config_key(env, max_steps, env_options)
         idle = self._idle.get(key)
         made = idle.pop() if idle else gymnasium.make(get_env_spec(env).gym_id, max_steps=max_steps, **env_options)
@@ -320,8 +318,6 @@ class RayHosts:
 
     def __init__(self, workers: RayWorkers, env: str, *, max_steps: int | None = None,
                  env_options: Mapping[str, Any] | None = None, owns_workers: bool = False) -> None:
-        from environments.core.registry import get_env_spec
-
         spec = get_env_spec(env)  # unknown names fail here, with the installed ones listed
         self.workers = workers
         self.env = env
@@ -362,8 +358,6 @@ def make_ray_env_provider(address: str, env_name: str, *, workers: int | None = 
     single-node Ray. Close the provider (or use it as a context manager) to stop the actors; Ray itself
     is shut down only if the provider started it.
     """
-    from environments.core.registry import get_env_spec
-
     get_env_spec(env_name)  # an unknown name fails before Ray is touched
     pool = RayWorkers(address, workers=workers, cpus_per_worker=cpus_per_worker, call_timeout_s=call_timeout_s,
                       runtime_env=runtime_env)

@@ -17,7 +17,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import gymnasium
+
+import environments  # noqa: F401 - registers the Gymnasium ids
 from environments.core.client import EnvServerError
+from environments.core.registry import get_env_spec
 from harness.distributed.failover import EnvProvider, HostedSession, HostLostError, NoLiveHostError, StepResult
 
 log = logging.getLogger(__name__)
@@ -69,8 +73,6 @@ class ServerPoolHosts:
 
     def __init__(self, urls: Sequence[str], env: str, *, max_steps: int | None = None,
                  env_options: Mapping[str, Any] | None = None) -> None:
-        from environments.core.registry import get_env_spec
-
         if not urls:
             raise ValueError("give at least one server URL")
         if len(set(urls)) != len(urls):
@@ -86,10 +88,6 @@ class ServerPoolHosts:
         self._servers = [_Server(url.rstrip("/")) for url in urls]
 
     def open(self) -> HostedSession:
-        import gymnasium
-
-        import environments  # noqa: F401 - registers the Gymnasium ids
-
         with self._lock:
             live = [server for server in self._servers if server.alive]
             if not live:
