@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -71,6 +72,23 @@ def test_eval_survives_kill_9_and_resumes_without_double_counting(tmp_path):
     assert len(attempts) == 2 and all(attempt["ray"] is None for attempt in attempts)
     routing = json.loads((run.cell_dir("webshop__prism-gini__seed0") / "routing.json").read_text())
     assert routing["sft_count"] + routing["rl_count"] >= 2 and "probe" in routing["shared_phases"]
+
+
+def test_every_alfworld_cell_and_phase_of_a_run_plays_on_one_worker_pool(tmp_path):
+    """ALFWorld's workers start once per run and step-cap configuration (the expert's own cap, the agent's
+    max_steps), not per cell or phase: three cells, expert data, GRPO and evaluation start two one-worker
+    pools. The env's options (here the pool size) reach every phase, GRPO's included, or it would start more."""
+    config = {**TINY, "name": "alfworld-pool", "strategies": ["sft-only", "rl-only"],
+              "envs": [{"name": "alfworld", "train_split": "train", "train_tasks": 2, "eval_splits": ["valid_seen"],
+                        "eval_episodes": 2, "max_steps": 3, "options": {"workers": 1}}]}
+    path = tmp_path / "alfworld.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = _harness("eval", "--config", str(path), "--run-dir", str(tmp_path / "run"), "--no-report")
+    output, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, output
+    run = RunDir(tmp_path / "run")
+    assert len(_done(run)) == 3 and "rollout" in {e.phase for e in run.ledger("alfworld__rl-only__seed0")}
+    assert len(re.findall(r"ALFWorld worker \d+ ready", output)) == 2, output
 
 
 def test_same_dir_different_config_is_refused(tmp_path):
