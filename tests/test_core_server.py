@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 
 import pytest
@@ -156,6 +157,36 @@ def test_wsgi_level_refusals_are_json_too(server):
     assert status == 501 and json.loads(body)["error"]["type"] == "not_implemented"
     _healthy(server)
     assert requests.post(server.url + path, json={"action": "tick"}, timeout=5).json()["observation"] == "tick 1"
+
+
+class SlowWarmFactory(CountingFactory):
+    """Takes a while to warm up, and remembers whether it had when each session was made."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.warm = False
+
+    def warm_up(self) -> None:
+        time.sleep(0.5)
+        self.warm = True
+
+    def new_session(self):
+        assert self.warm, "a session was made before the warm-up finished"
+        return super().new_session()
+
+
+def test_warm_up_runs_before_serving_while_clients_wait():
+    settings = ServerSettings(port=0, threads=2)
+    factory = SlowWarmFactory()
+    server = RunningServer(create_app("counter", factory, settings), settings)  # bound, not serving yet
+    answers: list[int] = []
+    early = threading.Thread(
+        target=lambda: answers.append(requests.post(server.url + "/api/sessions", json={}, timeout=30).status_code)
+    )
+    early.start()  # connects during the warm-up: it waits in the backlog rather than being refused
+    with server:  # starts it: the warm-up, then serving
+        early.join(30)
+        assert factory.warm and answers == [201]
 
 
 def test_cap_and_idle_expiry(server):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import time
 
 import pytest
@@ -200,3 +202,27 @@ def test_human_shop_pages_over_http(server):
     assert http.get(f"{server.url}/search_results/no-such-session/x/1", timeout=10).status_code == 404
     assert http.get(f"{server.url}/", params={"goal_index": "many"}, timeout=10).status_code == 400
     http.delete(api(server, f"/sessions/{session_id}"), timeout=10)
+
+
+def test_noun_tagger_loads_without_torch_and_tags_the_same():
+    """A server process that never imports torch keeps ~230 MiB off its RSS; the tags must not change."""
+    from environments.webshop.catalogue import load_catalogue
+    from environments.webshop.nouns import get_noun_tagger
+
+    names = [product.title for product in load_catalogue().products[:40]]
+    script = (
+        "import json, sys\n"
+        "from environments.webshop.nouns import get_noun_tagger\n"
+        "tagger = get_noun_tagger()\n"
+        "names = json.loads(sys.stdin.read())\n"
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'nouns': [tagger.nouns(n) for n in names]}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], input=json.dumps(names), capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    alone = json.loads(done.stdout)
+    assert alone["torch"] is False
+    import torch  # noqa: F401 - the in-process tagger below then runs with torch loaded, as in training
+
+    tagger = get_noun_tagger()
+    assert alone["nouns"] == [list(tagger.nouns(name)) for name in names]
