@@ -207,22 +207,23 @@ def test_human_shop_pages_over_http(server):
 def test_noun_tagger_loads_without_torch_and_tags_the_same():
     """A server process that never imports torch keeps ~230 MiB off its RSS; the tags must not change."""
     from environments.webshop.catalogue import load_catalogue
-    from environments.webshop.nouns import get_noun_tagger
 
-    names = [product.title for product in load_catalogue().products[:40]]
+    names = json.dumps([product.title for product in load_catalogue().products[:40]])
     script = (
         "import json, sys\n"
+        "if sys.argv[1] == 'torch-first': import torch  # as in a training process\n"
         "from environments.webshop.nouns import get_noun_tagger\n"
         "tagger = get_noun_tagger()\n"
-        "names = json.loads(sys.stdin.read())\n"
-        "print(json.dumps({'torch': 'torch' in sys.modules, 'nouns': [tagger.nouns(n) for n in names]}))\n"
+        "import thinc.compat  # after the tagger: importing thinc first would import torch\n"
+        "nouns = [tagger.nouns(n) for n in json.loads(sys.stdin.read())]\n"
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'thinc_torch': thinc.compat.has_torch, 'nouns': nouns}))\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], input=json.dumps(names), capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
-    alone = json.loads(done.stdout)
-    assert alone["torch"] is False
-    import torch  # noqa: F401 - the in-process tagger below then runs with torch loaded, as in training
-
-    tagger = get_noun_tagger()
-    assert alone["nouns"] == [list(tagger.nouns(name)) for name in names]
+    runs = {}
+    for mode in ("alone", "torch-first"):
+        done = subprocess.run([sys.executable, "-c", script, mode], input=names, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr
+        runs[mode] = json.loads(done.stdout)
+    assert (runs["alone"]["torch"], runs["alone"]["thinc_torch"]) == (False, False)
+    assert (runs["torch-first"]["torch"], runs["torch-first"]["thinc_torch"]) == (True, True)
+    assert runs["alone"]["nouns"] == runs["torch-first"]["nouns"]
