@@ -44,7 +44,6 @@ from serving import (
 )
 
 TARGETS = {"steps_per_s": 500.0, "p99_ms": 300.0, "rss_peak_mib": 250.0, "burst_over_steady_p99": 2.0}
-GOALS = 6910
 _BUTTONS = frozenset({"back to search", "< prev", "next >", "description", "features", "reviews", "attributes",
                       "buy now"})
 
@@ -61,8 +60,9 @@ class Record:
 class Shopper:
     """Plays seeded shopping episodes on one session and times every step."""
 
-    def __init__(self, client: ApiClient, seed: int, record: Record) -> None:
+    def __init__(self, client: ApiClient, seed: int, record: Record, goals: int) -> None:
         self.client = client
+        self.goals = goals
         self.rng = random.Random(seed)
         self.record = record
         self.clickables: list[str] = []
@@ -86,7 +86,7 @@ class Shopper:
     def episode(self) -> None:
         """One episode; ends with a purchase unless the search found nothing."""
         rng = self.rng
-        goal = self.client.reset({"goal_index": rng.randrange(GOALS)})["info"]["goal"]
+        goal = self.client.reset({"goal_index": rng.randrange(self.goals)})["info"]["goal"]
         words = goal["instruction"].split()
         start = rng.randrange(max(1, len(words) - 4))
         query = goal["query"] if rng.random() < 0.6 else " ".join(words[start : start + 5])
@@ -116,10 +116,11 @@ def drive(port: int, sessions: int, seconds: float, seed: int = 0, max_steps: in
     records = [Record() for _ in range(sessions)]
     barrier = threading.Barrier(sessions + 1)
     deadline: list[float] = []
+    goals = ApiClient(port).call("GET", "/api/health")["engine"]["goals"]
 
     def run(index: int) -> None:
         client = ApiClient(port)
-        shopper = Shopper(client, seed * 100_003 + index, records[index])
+        shopper = Shopper(client, seed * 100_003 + index, records[index], goals)
         try:
             client.open()
         except (OSError, ApiFailure) as exc:
