@@ -132,3 +132,26 @@ def test_parallel_chat_clients_each_get_their_own_answer(server, backend):
         expected = backend.generate([GenerationRequest(messages)], params)[0][0]
         tokens = [int(e["token"].removeprefix("token_id:")) for e in answer["choices"][0]["logprobs"]["content"]]
         assert tokens == expected.token_ids
+
+
+def test_the_ledger_charges_a_phase_to_the_device_its_generation_ran_on(server, varied_tiny_model_dir):
+    """Difficulty rollouts through this server are recorded as 'remote' (the client cannot see its hardware),
+    the same rollouts in process as this process's CPU: a phase's device is where its generation ran."""
+    from agents.registry import make_policy
+    from agents.tasks import split_tasks
+    from prism_train.ledger import Ledger
+    from prism_train.rl import rollout_callback
+    from prism_train.routers import Task
+
+    tasks = [Task("webshop", t.task_id, split="test") for t in split_tasks("webshop", "test", 1)]
+    ledger = Ledger(None, strategy="difficulty")
+    lm = {"max_new_tokens": 4, "few_shot": False, "history": 0}
+    policies = {"remote": make_policy("openai", base_url=server.url, **lm),
+                "cpu": make_policy("transformers", model=str(varied_tiny_model_dir), **lm)}
+    for policy in policies.values():
+        try:
+            rollout_callback(policy, "webshop", ledger=ledger, max_steps=1)(tasks, 1, 0)
+        finally:
+            policy.close()
+    assert [(e.phase, e.device, e.env_steps) for e in ledger.entries] == [("routing", "remote", 1),
+                                                                          ("routing", "cpu", 1)]
