@@ -4,9 +4,10 @@ The one reader/writer for every record the project keeps (trajectories, compute 
 probe scores, routing decisions). Two write modes, standard library only so that every layer, the
 leaderboard included, can read what the trainers write:
 
-* :func:`append_record` adds one line with a single ``write`` on an ``O_APPEND`` descriptor and
-  fsyncs it: concurrent appenders never interleave inside a line, and a crash leaves at most one
-  torn final line, which :func:`read_records` skips with a warning.
+* :func:`append_record` adds one line with a single ``write`` on an ``O_APPEND`` descriptor, under
+  an exclusive ``flock``, and fsyncs it: concurrent appenders never interleave inside a line, and a
+  crash leaves at most one torn final line, which :func:`read_records` skips with a warning and the
+  next append cuts (so a resumed run never buries it mid-file).
 * :func:`write_records` replaces a whole file through a temporary file and ``os.replace``: readers
   see either the old file or the new one.
 
@@ -15,6 +16,7 @@ Every record carries a ``version`` field; readers refuse versions they do not un
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -37,14 +39,34 @@ def append_record(path: str | os.PathLike[str], record: Mapping[str, Any]) -> No
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     data = _line(record)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd closes; makes the tail check and the write one step
+        _cut_torn_tail(fd, path)
         written = os.write(fd, data)
         if written != len(data):
             raise OSError(f"short write to {path}: {written} of {len(data)} bytes")
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _cut_torn_tail(fd: int, path: Path, block: int = 1 << 16) -> None:
+    """Cut a partial last line left by a crash, so that the next record starts on a fresh line."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    keep = size
+    while keep > 0:
+        start = max(0, keep - block)
+        newline = os.pread(fd, keep - start, start).rfind(b"\n")
+        if newline >= 0:
+            keep = start + newline + 1
+            break
+        keep = start
+    log.warning("%s: cutting an incomplete last line (%d bytes of an interrupted write) before appending",
+                path, size - keep)
+    os.ftruncate(fd, keep)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -66,17 +88,6 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 def write_json_atomic(path: str | os.PathLike[str], payload: Any) -> None:
     """Write one JSON document so that readers see either the old file or the complete new one, never a mix."""
     atomic_write_text(path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
-
-
-def drop_torn_tail(path: str | os.PathLike[str]) -> None:
-    """Cut a partial last line left by a crash, so that the next appended record starts on a fresh line."""
-    path = Path(path)
-    if not path.exists():
-        return
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with open(path, "r+b") as fh:
-            fh.truncate(data.rfind(b"\n") + 1)
 
 
 def write_records(path: str | os.PathLike[str], records: Iterable[Mapping[str, Any]]) -> None:

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from foundation.jsonl import append_record, drop_torn_tail, read_records
+from foundation.jsonl import append_record, read_records
 
 TRAJECTORY_FORMAT_VERSION = 1
 
@@ -87,8 +87,7 @@ class TrajectoryWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.done_ids: set[str] = set()
-        if self.path.exists():
-            drop_torn_tail(self.path)
+        if self.path.exists():  # a torn last line from a crash is skipped here and cut by the next write
             self.done_ids = {trajectory.id for trajectory in read_trajectories(self.path)}
 
     def write(self, trajectory: Trajectory) -> None:
