@@ -196,6 +196,43 @@ def bench_ours_memory(games: Sequence[Game], cache_root: Path, warm: bool) -> Ru
     return run
 
 
+def bench_reset_costs(games: Sequence[Game], cache_root: Path) -> dict[str, dict[str, float]]:
+    """Worker CPU seconds of a first load and of a repeated reset, memoised vs stock textworld.
+
+    CPU seconds of the worker process, so other jobs on shared cores do not inflate them.
+    """
+    costs: dict[str, dict[str, float]] = {}
+    for memoise in (False, True):
+        factory = _started_factory(1, cache_root / f"resets-{memoise}", memoise=memoise)
+        session = factory.new_session()
+        cpu_s = lambda pool=factory.pool: pool.worker_stats()[0]["cpu_s"]  # noqa: E731
+        loads, resets = [], []
+        try:
+            for game in games:
+                before = cpu_s()
+                session.reset({"game": game.id})
+                loads.append(cpu_s() - before)
+                for _ in range(2):
+                    before = cpu_s()
+                    session.reset({"game": game.id})
+                    resets.append(cpu_s() - before)
+        finally:
+            session.close()
+            factory.close()
+        costs["memoised" if memoise else "stock textworld"] = {
+            "first_load_mean_s": _mean(loads), "first_load_max_s": round(max(loads), 3),
+            "repeated_reset_mean_s": _mean(resets), "repeated_reset_max_s": round(max(resets), 3),
+        }
+    table = Table(title=f"ALFWorld resets, worker CPU seconds ({len(games)} games, one worker)")
+    for column in ("engine", "first load mean / max s", "repeated reset mean / max s"):
+        table.add_column(column)
+    for name, c in costs.items():
+        table.add_row(name, f"{c['first_load_mean_s']} / {c['first_load_max_s']}",
+                      f"{c['repeated_reset_mean_s']} / {c['repeated_reset_max_s']}")
+    console.print(table)
+    return costs
+
+
 # -- stock ------------------------------------------------------------------------------------
 
 
@@ -296,6 +333,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2, help="worker processes for the HTTP runs (default 2)")
     parser.add_argument("--memory-games", type=int, default=300, help="games for the RSS comparison (0 skips it)")
     parser.add_argument("--warm", action="store_true", help="reuse one translation cache across configurations")
+    parser.add_argument("--reset-games", type=int, default=18,
+                        help="games for the first-load vs repeated-reset CPU costs (default 18; 0 skips it)")
     parser.add_argument("--skip-stock", action="store_true", help="do not run alfworld's AlfredTWEnv")
     parser.add_argument("--json", type=Path, help="also write the results here as JSON")
     args = parser.parse_args(argv)
@@ -309,6 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="alfworld-bench-") as tmp:
         cache_root = Path(tmp)
         console.print(f"{len(games)} {args.split} games, {os.cpu_count()} CPUs")
+        reset_costs = bench_reset_costs(games[: args.reset_games], cache_root) if args.reset_games else {}
         runs += bench_ours_in_process(games, cache_root, args.warm)
         for count in sessions:
             runs.append(bench_ours_http(games, count, args.workers, cache_root, args.warm))
@@ -325,10 +365,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 runs.append(stock_memory)
     print_table(runs)
     ratios = _ratios(runs)
+    if reset_costs:
+        stock, ours = reset_costs["stock textworld"], reset_costs["memoised"]
+        ratios["first load CPU, stock textworld vs memoised"] = stock["first_load_mean_s"] / ours["first_load_mean_s"]
+        ratios["repeated reset CPU, stock textworld vs memoised"] = (
+            stock["repeated_reset_mean_s"] / ours["repeated_reset_mean_s"])
     for label, value in ratios.items():
         console.print(f"{label}: [bold]{value:.2f}x[/]")
     if args.json:
-        args.json.write_text(json.dumps({"runs": [r.summary() for r in runs], "ratios": ratios}, indent=2))
+        args.json.write_text(json.dumps(
+            {"runs": [r.summary() for r in runs], "reset_costs": reset_costs, "ratios": ratios}, indent=2))
     return 0
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from collections import Counter
 
 import pytest
@@ -141,14 +140,11 @@ def test_loading_leaves_the_global_rng_alone_and_is_deterministic(raw):
     random.seed(12345)
     expected = [random.random() for _ in range(3)]
     random.seed(12345)
-    start = time.perf_counter()
     first = build_catalogue(*raw)
-    elapsed = time.perf_counter() - start
     assert [random.random() for _ in range(3)] == expected
     second = build_catalogue(*raw)
     assert first.synthetic_goals == second.synthetic_goals
     assert [p.price for p in first.products] == [p.price for p in second.products]
-    assert elapsed < 2.0, f"building the catalogue took {elapsed:.2f} s"
 
 
 def test_load_is_cached(catalogue):

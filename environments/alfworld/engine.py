@@ -22,6 +22,7 @@ class GameEngine:
 
         self._env = AlfredDemangler(PddlEnv(textworld.EnvInfos(won=True, admissible_commands=True)))
         self._loaded: str | None = None
+        self.loads = 0
 
     def start(self, path: str) -> dict[str, Any]:
         """Begin an episode of the game file at ``path`` (loading it unless it is already loaded)."""
@@ -29,6 +30,7 @@ class GameEngine:
             self._loaded = None
             self._env.load(path)
             self._loaded = path
+            self.loads += 1
         state = self._env.reset()
         return {
             "observation": state.feedback,

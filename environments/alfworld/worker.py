@@ -83,6 +83,7 @@ class WorkerHost:
             "rss_mb": round(rss_mb(), 1),
             "cpu_s": time.process_time(),
             "games": self.games,
+            "loads": sum(engine.loads for engine in self._engines.values()),
             "engines": len(self._engines),
             "memo": {name: memo.stats() for name, memo in zip(names, self._memos, strict=False)},
         }
