@@ -129,6 +129,8 @@ class EpisodeResult(_Versioned):
     success: bool
     steps: int
     task_type: str = ""
+    reward_rule: str = ""
+    """The rule the environment scored with where it has several (WebShop's ``reward_rule``), else empty."""
 
 
 @dataclass

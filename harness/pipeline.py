@@ -466,7 +466,8 @@ class TrainingPipeline:
                 append_jsonl(ctx.dir / "episodes.jsonl", [
                     EpisodeResult(env=env.name, strategy=ctx.status.strategy, seed=seed, split=split,
                                   task_id=t.task_id, reward=t.reward, success=t.success, steps=len(t.steps),
-                                  task_type=str((t.metadata.get("reset_info") or {}).get("task_type", ""))).to_json()
+                                  task_type=str((t.metadata.get("reset_info") or {}).get("task_type", "")),
+                                  reward_rule=str((t.metadata.get("reset_info") or {}).get("reward_rule", ""))).to_json()
                     for t in trajectories
                 ])
         finally:

@@ -61,6 +61,7 @@ def test_eval_survives_kill_9_and_resumes_without_double_counting(tmp_path):
         episodes = run.episodes(status.cell_id)
         assert sorted(e.task_id for e in episodes) == sorted({e.task_id for e in episodes})  # no duplicates
         assert len(episodes) == 2
+        assert {e.reward_rule for e in episodes} == {"original"}  # WebShop's default rule, on every result
         phases = [e.phase for e in run.ledger(status.cell_id)]
         assert phases.count("evaluation") == 1  # one attempt counted, not two
     shared = run.shared_ledger("webshop", 0)
