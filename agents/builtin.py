@@ -143,5 +143,3 @@ EXPERT = PolicySpec(
 )
 RANDOM = PolicySpec("random", "uniformly random among the available actions", _random,
                     {"seed": "seed of the draws (default 0)"})
-
-BUILTIN_POLICIES = (TRANSFORMERS, VLLM, VLLM_SERVER, OPENAI, EXPERT, RANDOM)

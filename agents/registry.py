@@ -1,57 +1,51 @@
 """Policies are plugins: each publishes a :class:`PolicySpec` under the ``harness.policies`` entry-point
-group (the built-ins in :mod:`agents.builtin` too), looked up by name by the CLI and the rollout engine.
+group (the built-ins in :mod:`agents.builtin` too), looked up by name by the CLI and the rollout engine
+in :data:`REGISTRY` (the one plugin rule of :mod:`foundation.registry`).
 """
 
 from __future__ import annotations
 
 import inspect
-import logging
-from functools import cache
-from importlib.metadata import entry_points
 from typing import Any
 
-from agents.builtin import BUILTIN_POLICIES
 from agents.policy import Policy
 from agents.policy_spec import PolicySpec
+from foundation.registry import Registry, RegistryLookupError
 
-__all__ = ["ENTRY_POINT_GROUP", "PolicySpec", "UnknownPolicyError", "get_policy_spec", "make_policy", "policy_specs"]
-
-log = logging.getLogger(__name__)
+__all__ = ["BUILTIN_POLICIES", "ENTRY_POINT_GROUP", "REGISTRY", "PolicySpec", "UnknownPolicyError",
+           "get_policy_spec", "make_policy", "policy_specs"]
 
 ENTRY_POINT_GROUP = "harness.policies"
 
+#: the built-in policies, exactly as pyproject.toml declares them under [project.entry-points."harness.policies"]
+BUILTIN_POLICIES: dict[str, str] = {
+    "transformers": "agents.builtin:TRANSFORMERS",
+    "vllm": "agents.builtin:VLLM",
+    "vllm-server": "agents.builtin:VLLM_SERVER",
+    "openai": "agents.builtin:OPENAI",
+    "expert": "agents.builtin:EXPERT",
+    "random": "agents.builtin:RANDOM",
+}
 
-class UnknownPolicyError(KeyError):
-    def __str__(self) -> str:
-        return f"unknown policy {self.args[0]!r}; installed: {', '.join(sorted(policy_specs())) or 'none'}"
+
+class UnknownPolicyError(RegistryLookupError):
+    """No policy of that name is installed, or the plugin claiming the name is broken."""
 
 
-@cache
+REGISTRY: Registry[PolicySpec] = Registry(
+    "policy", ENTRY_POINT_GROUP, BUILTIN_POLICIES, accepts=lambda value: isinstance(value, PolicySpec),
+    expected=f"an {PolicySpec.__module__}.PolicySpec", name_of=lambda spec: spec.name, error=UnknownPolicyError)
+
+
 def policy_specs() -> dict[str, PolicySpec]:
-    """All policies by name: the built-ins, then entry-point plugins (which may add or replace names).
-
-    The built-ins are published under the same entry-point group; they are also listed here directly
-    so that a checkout whose installed metadata predates them still finds them.
-    """
-    specs = {spec.name: spec for spec in BUILTIN_POLICIES}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            spec = ep.load()
-        except Exception:
-            log.exception("policy plugin %r failed to load; skipping it", ep.name)
-            continue
-        if not isinstance(spec, PolicySpec):
-            log.error("entry point %r does not point at a PolicySpec; skipping it", ep.name)
-            continue
-        specs[spec.name] = spec
-    return specs
+    """The installed policies that load, by name (broken plugins are left out; ``REGISTRY.entries()`` lists
+    them with their errors)."""
+    return REGISTRY.loaded()
 
 
 def get_policy_spec(name: str) -> PolicySpec:
-    try:
-        return policy_specs()[name]
-    except KeyError:
-        raise UnknownPolicyError(name) from None
+    """The policy ``name``; :class:`UnknownPolicyError` if none is installed or its plugin is broken."""
+    return REGISTRY.get(name)
 
 
 def make_policy(name: str, **options: Any) -> Policy:

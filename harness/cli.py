@@ -31,12 +31,13 @@ app.command("probe")(train.probe)
 
 @app.callback()
 def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log debug messages.")) -> None:
+    from rich.console import Console
     from rich.logging import RichHandler
 
-    logging.basicConfig(
+    logging.basicConfig(  # on stderr, so that stdout stays the command's output (e.g. `--json` listings)
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
-        handlers=[RichHandler(show_path=False, rich_tracebacks=True)],
+        handlers=[RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=True)],
     )
 
 

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
 import sys
-import textwrap
-import tomllib
-from pathlib import Path
 
 import pytest
 
+from tests.helpers.plugins import subprocess_env, write_plugin
 from tests.helpers.trajectories import short_prompt, short_trajectories, webshop_expert_trajectories
 
-REPO = Path(__file__).resolve().parents[1]
 HARNESS = [sys.executable, "-m", "harness.cli"]
 
 
@@ -53,15 +49,6 @@ def test_every_builtin_is_registered_with_its_requirements():
     assert set(BUILTIN_ROUTERS) <= set(infos)
     assert infos["prism-gini"].requires == {"scores"} and infos["difficulty"].requires == {"rollout"}
     assert infos["random"].requires == frozenset() and all(infos[n].description for n in BUILTIN_ROUTERS)
-
-
-def test_pyproject_declares_the_builtins_exactly():
-    """The entry points in pyproject.toml (owned by the project lead) must list the same built-ins."""
-    from prism_train.routers import BUILTIN_ROUTERS, ENTRY_POINT_GROUP
-
-    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"].get("entry-points", {})
-    assert declared.get(ENTRY_POINT_GROUP) == BUILTIN_ROUTERS, \
-        f'pyproject.toml must declare [project.entry-points."{ENTRY_POINT_GROUP}"] with exactly the built-ins'
 
 
 def test_prism_routers_split_at_the_median_of_real_probe_scores(probed):
@@ -184,65 +171,44 @@ def test_difficulty_routes_by_the_rollouts_of_the_current_policy(tiny_model_dir,
     assert [e.phase for e in ledger.entries] == ["routing", "routing"] and ledger.entries[1].env_steps == 6
 
 
-def _write_plugin(root: Path) -> None:
-    (root / "pyproject.toml").write_text(textwrap.dedent("""
-        [build-system]
-        requires = ["setuptools>=65"]
-        build-backend = "setuptools.build_meta"
-
-        [project]
-        name = "prism-test-longest-first"
-        version = "0.0.1"
-
-        [project.entry-points."harness.routers"]
-        longest-first = "prism_test_longest_first:LongestFirst"
-
-        [tool.setuptools]
-        py-modules = ["prism_test_longest_first"]
-    """))
-    (root / "prism_test_longest_first.py").write_text(textwrap.dedent('''
-        """A third-party router: the longer half of the demonstrations to SFT, the rest to RL."""
-        from prism_train.routers import Router, RoutingDecision, median_split
+LONGEST_FIRST = '''
+    """A third-party router: the longer half of the demonstrations to SFT, the rest to RL."""
+    from prism_train.routers import Router, RoutingDecision, median_split
 
 
-        class LongestFirst(Router):
-            name = "longest-first"
-            description = "longer demonstrations to SFT, shorter ones' tasks to RL"
+    class LongestFirst(Router):
+        name = "longest-first"
+        description = "longer demonstrations to SFT, shorter ones' tasks to RL"
 
-            def route(self, request):
-                short, long, median = median_split(request.trajectories, lambda t: len(t.steps),
-                                                   lambda t: t.id, request.seed)
-                rl = {request.task_for(t).key: f"{len(t.steps)} steps <= {median}" for t in short}
-                return RoutingDecision(self.name, sft=long, rl=[t for t in request.tasks if t.key in rl],
-                                       sft_reasons={t.id: f"{len(t.steps)} steps > {median}" for t in long},
-                                       rl_reasons=rl)
-    '''))
+        def route(self, request):
+            short, long, median = median_split(request.trajectories, lambda t: len(t.steps),
+                                               lambda t: t.id, request.seed)
+            rl = {request.task_for(t).key: f"{len(t.steps)} steps <= {median}" for t in short}
+            return RoutingDecision(self.name, sft=long, rl=[t for t in request.tasks if t.key in rl],
+                                   sft_reasons={t.id: f"{len(t.steps)} steps > {median}" for t in long},
+                                   rl_reasons=rl)
+'''
 
 
 @pytest.fixture
 def installed_plugin(tmp_path):
-    """The plugin pip-installed into this virtualenv as its own distribution; uninstalled afterwards."""
-    source = tmp_path / "plugin"
-    source.mkdir()
-    _write_plugin(source)
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "install", "--no-deps", "--no-build-isolation", str(source)], check=True,
-                   cwd=tmp_path, timeout=300)
-    try:
-        yield
-    finally:
-        subprocess.run([*pip, "uninstall", "-y", "prism-test-longest-first"], check=True, timeout=120)
+    """The plugin as its own distribution (module + dist-info) in a directory the CLI subprocesses see."""
+    return write_plugin(tmp_path / "plugin", "prism-test-longest-first",
+                        {"prism_test_longest_first.py": LONGEST_FIRST},
+                        {"harness.routers": {"longest-first": "prism_test_longest_first:LongestFirst"}})
 
 
 def test_a_third_party_router_is_listed_and_runs_without_touching_this_code(installed_plugin, tmp_path):
     from environments.core.trajectory import TrajectoryWriter
     from prism_train.routers import read_decision
 
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = subprocess_env(installed_plugin)
     listed = subprocess.run([*HARNESS, "routers", "list", "--json"], capture_output=True, text=True, env=env,
                             cwd=tmp_path, check=True, timeout=120)
     routers = {r["name"]: r for r in json.loads(listed.stdout)}
     assert routers["longest-first"]["source"] == "prism_test_longest_first:LongestFirst"
+    assert routers["longest-first"]["origin"] == "prism-test-longest-first 0.0.1"
+    assert not routers["longest-first"]["error"]
     assert "prism-gini" in routers
     trajectories = list(short_trajectories())
     with TrajectoryWriter(tmp_path / "expert.jsonl") as writer:

@@ -1,21 +1,18 @@
 """Environments are plugins: each one publishes an :class:`EnvSpec` under the ``harness.envs``
-entry-point group (the built-ins too), and the CLI, servers and rollout engine look them up by name.
+entry-point group (the built-ins too), and the CLI, servers and rollout engine look them up by name
+in :data:`REGISTRY` (the one plugin rule of :mod:`foundation.registry`).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
-from importlib.metadata import entry_points
 from typing import Any
 
 from flask import Blueprint
 
 from environments.core.engine import SessionFactory
-
-log = logging.getLogger(__name__)
+from foundation.registry import Registry, RegistryLookupError
 
 ENTRY_POINT_GROUP = "harness.envs"
 
@@ -43,30 +40,27 @@ class EnvSpec:
     server_threads: int = 16
 
 
-class UnknownEnvError(KeyError):
-    def __str__(self) -> str:
-        return f"unknown environment {self.args[0]!r}; installed: {', '.join(sorted(env_specs())) or 'none'}"
+class UnknownEnvError(RegistryLookupError):
+    """No environment of that name is installed, or the plugin claiming the name is broken."""
 
 
-@cache
+#: the built-in environments, exactly as pyproject.toml declares them under [project.entry-points."harness.envs"]
+BUILTIN_ENVS: dict[str, str] = {
+    "webshop": "environments.webshop.spec:SPEC",
+    "alfworld": "environments.alfworld.spec:SPEC",
+}
+
+REGISTRY: Registry[EnvSpec] = Registry(
+    "environment", ENTRY_POINT_GROUP, BUILTIN_ENVS, accepts=lambda value: isinstance(value, EnvSpec),
+    expected=f"an {EnvSpec.__module__}.EnvSpec", name_of=lambda spec: spec.name, error=UnknownEnvError)
+
+
 def env_specs() -> dict[str, EnvSpec]:
-    """All installed environments by name, loaded from entry points."""
-    specs: dict[str, EnvSpec] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            spec = ep.load()
-        except Exception:
-            log.exception("environment plugin %r failed to load; skipping it", ep.name)
-            continue
-        if not isinstance(spec, EnvSpec):
-            log.error("entry point %r does not point at an EnvSpec; skipping it", ep.name)
-            continue
-        specs[spec.name] = spec
-    return specs
+    """The installed environments that load, by name (broken plugins are left out; ``REGISTRY.entries()`` lists
+    them with their errors)."""
+    return REGISTRY.loaded()
 
 
 def get_env_spec(name: str) -> EnvSpec:
-    try:
-        return env_specs()[name]
-    except KeyError:
-        raise UnknownEnvError(name) from None
+    """The environment ``name``; :class:`UnknownEnvError` if none is installed or its plugin is broken."""
+    return REGISTRY.get(name)

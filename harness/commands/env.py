@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from harness.commands.plugins import show_entries
 from harness.commands.signals import stop_on_interrupt_or_term
 
 app = typer.Typer(help="Environment servers and interactive play.", no_args_is_help=True)
@@ -49,15 +49,17 @@ def _make_factory(spec, options: dict[str, Any]):
 
 
 @app.command("list")
-def list_envs() -> None:
-    """Show the installed environments (built-ins and plugins)."""
-    from environments.core.registry import env_specs
+def list_envs(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False
+              ) -> None:
+    """Show the installed environments (built-ins and plugins; a broken plugin with its error)."""
+    from environments.core.registry import REGISTRY
 
-    table = Table("name", "gymnasium id", "step cap", "options", "description")
-    for spec in env_specs().values():
-        options = "\n".join(f"{k}: {v}" for k, v in spec.factory_options.items())
-        table.add_row(spec.name, spec.gym_id, str(spec.default_max_steps), options, spec.description)
-    console.print(table)
+    def details(spec) -> dict[str, Any]:
+        return {"gymnasium id": spec.gym_id, "step cap": spec.default_max_steps,
+                "options": dict(spec.factory_options), "description": spec.description}
+
+    show_entries(console, REGISTRY.entries(), details, ["gymnasium id", "step cap", "options", "description"],
+                 as_json)
 
 
 @app.command()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Column, Table
 
+from harness.commands.plugins import show_entries
 from harness.commands.signals import stop_on_interrupt_or_term
 
 app = typer.Typer(help="Default models, policies, and an OpenAI-compatible server.", no_args_is_help=True)
@@ -55,14 +57,15 @@ def prepare(
 
 
 @app.command()
-def policies() -> None:
-    """Show the installed policies (built-ins and plugins of the harness.policies entry-point group)."""
-    from agents.registry import policy_specs
+def policies(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False
+             ) -> None:
+    """Show the installed policies (built-ins and plugins of the harness.policies entry-point group; a broken
+    plugin with its error)."""
+    from agents.registry import REGISTRY
 
-    table = Table(Column("name", no_wrap=True), "options", "description")
-    for spec in policy_specs().values():
-        table.add_row(spec.name, "\n".join(f"{k}: {v}" for k, v in spec.options.items()), spec.description)
-    console.print(table)
+    show_entries(console, REGISTRY.entries(), lambda spec: {"options": dict(spec.options),
+                                                            "description": spec.description},
+                 ["options", "description"], as_json)
 
 
 @app.command()

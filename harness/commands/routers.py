@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from harness.commands.env import parse_options
+from harness.commands.plugins import show_entries
 
 app = typer.Typer(help="Routing strategies (plugins): which trajectories to imitate (SFT), which tasks to "
                   "explore (RL).", no_args_is_help=True)
@@ -22,18 +21,12 @@ log = logging.getLogger(__name__)
 @app.command("list")
 def list_routers(as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False
                  ) -> None:
-    """Show every installed router: name, what it needs, where it comes from."""
-    from prism_train.routers import describe_routers
+    """Show every installed router: name, what it needs, where it comes from (a broken plugin with its error)."""
+    from prism_train.routers import REGISTRY
 
-    infos = describe_routers()
-    if as_json:
-        typer.echo(json.dumps([{"name": i.name, "description": i.description, "requires": sorted(i.requires),
-                                "source": i.source} for i in infos], indent=2))
-        return
-    table = Table("name", "needs", "description", "entry point")
-    for info in infos:
-        table.add_row(info.name, ", ".join(sorted(info.requires)) or "-", info.description, info.source)
-    console.print(table)
+    show_entries(console, REGISTRY.entries(), lambda router: {"requires": sorted(router.requires),
+                                                              "description": router.description},
+                 ["requires", "description"], as_json)
 
 
 @app.command("run")

@@ -1,7 +1,8 @@
 """Routing strategies: which expert trajectories are imitated (SFT) and which tasks are explored (RL).
 
 A router is a plugin published under the ``harness.routers`` entry-point group; the built-ins are
-registered the same way. It receives a :class:`RoutingRequest` (the trajectories, their probe
+registered the same way, and all are looked up in :data:`REGISTRY` (the one plugin rule of
+:mod:`foundation.registry`). It receives a :class:`RoutingRequest` (the trajectories, their probe
 scores, the task pool, a seed and, for strategies that must watch the current policy, a rollout
 callback) and returns a :class:`RoutingDecision` with a reason for every item. Training then runs
 SFT on ``decision.sft`` followed by RL on ``decision.rl`` (either may be empty).
@@ -35,12 +36,11 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
-from importlib.metadata import EntryPoint, entry_points
 from typing import Any, TypeVar
 
 from environments.core.trajectory import Trajectory
 from foundation.jsonl import read_records, write_records
+from foundation.registry import Registry, RegistryLookupError
 from prism_train.scores import ProbeScore
 
 log = logging.getLogger(__name__)
@@ -205,26 +205,15 @@ def median_split(items: Sequence[T], value: Callable[[T], float], ident: Callabl
     return [item for _, _, item in keyed[:cut]], [item for _, _, item in keyed[cut:]], median
 
 
-def _builtin_entry_points() -> list[EntryPoint]:
-    return [EntryPoint(name=n, value=v, group=ENTRY_POINT_GROUP) for n, v in BUILTIN_ROUTERS.items()]
+class UnknownRouterError(RegistryLookupError):
+    """No router of that name is installed, or the plugin claiming the name is broken."""
 
 
-@cache
-def router_entry_points() -> dict[str, EntryPoint]:
-    """Installed routers by name. Built-ins missing from stale package metadata (a checkout that was
-    not reinstalled since pyproject.toml declared them) are added from :data:`BUILTIN_ROUTERS`."""
-    found: dict[str, EntryPoint] = {}
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in found and found[ep.name].value != ep.value:
-            log.warning("two routers are named %r (%s and %s); using the first", ep.name, found[ep.name].value,
-                        ep.value)
-            continue
-        found.setdefault(ep.name, ep)
-    for ep in _builtin_entry_points():
-        if ep.name not in found:
-            log.debug("router %r not in installed metadata; using the built-in declaration", ep.name)
-            found[ep.name] = ep
-    return dict(sorted(found.items()))
+REGISTRY: Registry[type[Router]] = Registry(
+    "router", ENTRY_POINT_GROUP, BUILTIN_ROUTERS,
+    accepts=lambda value: isinstance(value, type) and issubclass(value, Router),
+    expected=f"a subclass of {Router.__module__}.Router", name_of=lambda router: router.name,
+    error=UnknownRouterError)
 
 
 @dataclass(frozen=True)
@@ -233,48 +222,24 @@ class RouterInfo:
     description: str
     requires: frozenset[str]
     source: str  # "module:attr" the entry point names
-
-
-class UnknownRouterError(KeyError):
-    def __str__(self) -> str:
-        return f"unknown router {self.args[0]!r}; installed: {', '.join(router_entry_points()) or 'none'}"
-
-
-def _load_factory(name: str) -> Callable[..., Router]:
-    try:
-        ep = router_entry_points()[name]
-    except KeyError:
-        raise UnknownRouterError(name) from None
-    try:
-        return ep.load()
-    except Exception as exc:
-        raise RouterError(f"router plugin {name!r} ({ep.value}) failed to load: {exc}") from exc
+    origin: str  # "built-in", or the plugin's "distribution version"
+    error: str  # why the entry is broken (or refused, for a name clash); empty when it works
 
 
 def describe_routers() -> list[RouterInfo]:
-    """Name, description and requirements of every installed router (plugins that fail to load are
-    listed with the error as their description, so a broken install is visible)."""
-    infos = []
-    for name, ep in router_entry_points().items():
-        try:
-            factory = _load_factory(name)
-            infos.append(RouterInfo(name, getattr(factory, "description", ""),
-                                    frozenset(getattr(factory, "requires", ())), ep.value))
-        except RouterError as exc:
-            infos.append(RouterInfo(name, f"[failed to load] {exc}", frozenset(), ep.value))
-    return infos
+    """Every router entry, for listings: name, description and requirements, where it comes from, and the
+    error of a broken plugin (or of a refused clashing name), so that a broken install is visible."""
+    return [RouterInfo(e.name, getattr(e.value, "description", ""), frozenset(getattr(e.value, "requires", ())),
+                       e.source, e.origin, e.error) for e in REGISTRY.entries()]
 
 
 def get_router(name: str, **options: Any) -> Router:
     """An instance of the router registered as ``name``, built with ``options``."""
-    factory = _load_factory(name)
+    factory = REGISTRY.get(name)
     try:
-        router = factory(**options)
+        return factory(**options)
     except TypeError as exc:
         raise RouterError(f"router {name!r} does not take these options {sorted(options)}: {exc}") from exc
-    if not isinstance(router, Router):
-        raise RouterError(f"entry point {name!r} did not produce a prism_train.routers.Router")
-    return router
 
 
 def route(name: str, request: RoutingRequest, **options: Any) -> RoutingDecision:
