@@ -36,7 +36,17 @@ from harness.config import UNTRAINED, EnvRunConfig, EvalConfig
 from harness.runner import CellContext
 from prism_train.flops import ModelShape
 from prism_train.ledger import Ledger
-from prism_train.routers import RouterError, RoutingRequest, Task, describe_routers, get_router, route, write_decision
+from prism_train.routers import REGISTRY as ROUTERS
+from prism_train.routers import (
+    RouterError,
+    RoutingRequest,
+    Task,
+    UnknownRouterError,
+    describe_routers,
+    get_router,
+    route,
+    write_decision,
+)
 from prism_train.scores import read_scores, write_scores
 
 if TYPE_CHECKING:
@@ -140,6 +150,11 @@ def check_plan(cfg: EvalConfig) -> list[str]:
     unknown = [s for s in cfg.strategies if s not in known]
     if unknown:
         raise PlanError(f"unknown strategies {unknown}; installed: {', '.join(sorted(known))}")
+    for strategy in cfg.strategies:
+        try:
+            ROUTERS.get(strategy)
+        except UnknownRouterError as exc:  # installed but broken: the error names the plugin
+            raise PlanError(str(exc)) from None
 
     for strategy, options in cfg.router_options.items():  # a strategy left out keeps its options unused
         if strategy not in known:
@@ -147,7 +162,7 @@ def check_plan(cfg: EvalConfig) -> list[str]:
                             f"installed: {', '.join(sorted(known))}")
         try:
             get_router(strategy, **options)
-        except (RouterError, ValueError) as exc:
+        except (RouterError, UnknownRouterError, ValueError) as exc:
             raise PlanError(f"router_options.{strategy}: {exc}") from None
     try:
         get_policy_spec(cfg.model.backend)

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
+from tests.helpers.eval_configs import TINY
 from tests.helpers.plugins import on_path, subprocess_env, write_plugin
 
 REPO = Path(__file__).resolve().parents[1]
@@ -199,3 +201,14 @@ def test_the_list_command_shows_a_broken_plugin_with_its_error(plugins, key):
     table = subprocess.run([*HARNESS, *kind.command], capture_output=True, text=True, env=env, cwd=plugins,
                            check=True, timeout=120).stdout
     assert f"broken-{key}" in table and "broken:" in table and "RuntimeError:" in table
+
+
+def test_an_eval_naming_a_broken_router_is_refused_at_planning(plugins, tmp_path):
+    config = tmp_path / "broken.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "strategies": ["sft-only", "broken-routers"]}))
+    done = subprocess.run([*HARNESS, "eval", "--config", str(config), "--dry-run"], capture_output=True, text=True,
+                          env=subprocess_env(plugins), cwd=tmp_path, timeout=300)
+    output = " ".join((done.stdout + done.stderr).split())  # the console wraps long lines
+    assert done.returncode == 2, output
+    assert "router 'broken-routers' is a broken plugin (prism-test-broken 0.0.1" in output
+    assert "RuntimeError: boom" in output
