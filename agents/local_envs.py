@@ -9,24 +9,19 @@ on the same workers), the in-process counterpart of ``harness.distributed.RayEnv
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import threading
 from collections.abc import Mapping
 from typing import Any
 
-import gymnasium
-
-import environments  # noqa: F401 - registers the Gymnasium ids
 from environments.core.registry import EnvSpec, get_env_spec
 
 
 def _takes_session(spec: EnvSpec) -> bool:
     """Whether the environment's Gymnasium entry point can play on a session someone else owns."""
-    entry = gymnasium.spec(spec.gym_id).entry_point
-    if isinstance(entry, str):
-        module, _, name = entry.partition(":")
-        entry = getattr(__import__(module, fromlist=[name]), name)
-    return "session" in inspect.signature(entry).parameters
+    module, _, name = spec.gym_entry_point.partition(":")
+    return "session" in inspect.signature(getattr(importlib.import_module(module), name)).parameters
 
 
 class InProcessEnvs:
@@ -48,13 +43,13 @@ class InProcessEnvs:
 
     def __call__(self) -> Any:
         if not self._shared:
-            return gymnasium.make(self.spec.gym_id, max_steps=self.max_steps, **self.env_options)
+            return self.spec.make_gym(self.max_steps, **self.env_options)
         with self._lock:
             if self._factory is None:
                 cap = {"max_steps": self.max_steps} if "max_steps" in self.spec.factory_options else {}
                 self._factory = self.spec.make_factory(**{**cap, **self.env_options})
             session = self._factory.new_session()
-        return gymnasium.make(self.spec.gym_id, max_steps=self.max_steps, session=session)
+        return self.spec.make_gym(self.max_steps, session=session)
 
     @property
     def factory(self) -> Any:

@@ -22,13 +22,15 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 
-from agents.prompts import ENV_PROMPTS
 from agents.tiny_models import save_tiny_model
+from environments.core.registry import get_env_spec
 from foundation.data import cache_dir, data_file
 
 log = logging.getLogger(__name__)
 
 MODELS_SUBDIR = "models"
+#: whose prompts train the tiny model's tokenizer: a fixed list, so installing a plugin does not change it
+TOKENIZER_ENVS = ("webshop", "alfworld")
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ def tiny_corpus() -> list[str]:
     """Text to train the tiny model's tokenizer: WebShop titles and goals, and the agents' prompt words."""
     items = json.loads(data_file("webshop/items_shuffle_1000.json").read_text())
     texts = [item["name"] for item in items if item.get("name")]
-    for prompt in ENV_PROMPTS.values():
+    for prompt in (get_env_spec(env).env_prompt() for env in TOKENIZER_ENVS):
         texts.append(prompt.react_instructions)
         texts += [" ".join(step) for step in prompt.example]
     return texts

@@ -24,13 +24,11 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-import gymnasium
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-import environments  # noqa: F401 - registers the Gymnasium ids
 from agents.local_envs import InProcessEnvs
 from agents.policy import ActionSample, AgentTurn, HistoryItem, Policy, derive_seed
-from agents.tasks import EpisodeSpec, TaskSource, task_source
+from agents.tasks import EpisodeSpec
 from environments.core.registry import get_env_spec
 from environments.core.trajectory import Step, Trajectory, TrajectoryWriter
 
@@ -134,7 +132,6 @@ class RolloutEngine:
         self.policy = policy
         self.config = config
         self.spec = get_env_spec(config.env)
-        self.tasks: TaskSource = task_source(config.env)
         self.max_steps = config.max_steps or self.spec.default_max_steps
         self._given_make_env = make_env
         self.source = config.source or policy.name
@@ -146,8 +143,7 @@ class RolloutEngine:
             return InProcessEnvs(self.config.env, self.max_steps, self.config.env_options)
 
         def remote_env() -> Any:
-            return gymnasium.make(self.spec.gym_id, server_url=self.config.server_url, max_steps=self.max_steps,
-                                  **self.config.env_options)
+            return self.spec.make_gym(self.max_steps, server_url=self.config.server_url, **self.config.env_options)
 
         return remote_env
 
@@ -231,7 +227,7 @@ class RolloutEngine:
             observation, info, seconds = result
             episode = _Episode(
                 spec=spec, slot=slot, observation=observation, info=info,
-                task=self.tasks.task_text(observation, info),
+                task=self.spec.task_text(observation, info),
                 reset_info={k: v for k, v in info.items() if k not in RESET_INFO_DROP},
                 started=time.perf_counter(), env_s=seconds,
             )
@@ -320,7 +316,7 @@ class RolloutEngine:
         return record
 
     def _finish(self, episode: _Episode, truncated: bool, gave_up: bool, stats: RolloutStats) -> Trajectory:
-        success = self.tasks.success(episode.reward, episode.info)
+        success = self.spec.success(episode.reward, episode.info)
         final_info = {k: v for k, v in episode.info.items() if k not in RESET_INFO_DROP}
         trajectory = Trajectory(
             id=episode.spec.id, env=self.config.env, task_id=episode.spec.task.task_id, task=episode.task,

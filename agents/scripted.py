@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from agents.policy import ActionSample, AgentTurn, Policy, derive_seed
-from agents.prompts import ENV_PROMPTS
 from environments.core.registry import get_env_spec
 
 
@@ -67,9 +66,7 @@ class RandomPolicy(Policy):
     def act(self, turns: Sequence[AgentTurn], n: int = 1) -> list[list[ActionSample]]:
         answers = []
         for turn in turns:
-            if turn.env not in ENV_PROMPTS:
-                raise ValueError(f"the random policy does not know the actions of environment {turn.env!r}")
-            choices = ENV_PROMPTS[turn.env].concrete_actions(turn.available_actions, turn.task)
+            choices = get_env_spec(turn.env).env_prompt().concrete_actions(turn.available_actions, turn.task)
             samples = []
             for k in range(n):
                 rng = random.Random(derive_seed(self.seed, turn.seed if turn.seed is not None else turn.episode_id,

@@ -1,9 +1,10 @@
-"""Text environments (WebShop, ALFWorld): engines, servers, Gymnasium clients and experts.
+"""Text environments (WebShop, ALFWorld, and any plugin's): engines, servers, Gymnasium clients, experts.
 
-Importing this package registers the Gymnasium ids; the engines themselves load lazily.
+Importing this package registers the Gymnasium id of every installed environment (``EnvSpec.gym_id``,
+with ``max_episode_steps`` its ``default_max_steps``); the engines themselves load lazily.
 """
 
-import gymnasium
+from environments.core.registry import env_specs
 
-gymnasium.register(id="harness/WebShop-v0", entry_point="environments.webshop.gym_env:WebShopEnv")
-gymnasium.register(id="harness/ALFWorld-v0", entry_point="environments.alfworld.gym_env:ALFWorldEnv")
+for _spec in env_specs().values():
+    _spec.register_gym()

@@ -6,7 +6,7 @@ trainers' compute ledger) and the reader (the leaderboard) share it without impo
 A run directory::
 
     RUN/
-      run.json                       RunManifest: resolved config, package versions, machine
+      run.json                       RunManifest: resolved config, package versions, machine, scoring
       shared/<env>/seed<k>/...       work reused across strategies (expert data, probe scores)
       shared/<env>/seed<k>/ledger.jsonl   compute spent on that shared work
       cells/<env>__<strategy>__seed<k>/
@@ -163,11 +163,15 @@ class RoutingSummary(_Versioned):
 
 @dataclass
 class RunManifest(_Versioned):
+    """``scoring``: per environment, how the leaderboard scores it (``foundation.scoring.Scoring.to_json``),
+    as its spec declared it when the run was created; the leaderboard imports no environment."""
+
     run_id: str
     created_at: float
     config: dict[str, Any]
     environment: dict[str, Any]
     preset: str = ""
+    scoring: dict[str, Any] = field(default_factory=dict)
 
 
 def cell_id(env: str, strategy: str, seed: int) -> str:

@@ -23,6 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from environments.core.registry import env_specs
 from foundation.records import RunDir, RunManifest, write_json_atomic
 from harness.config import EvalConfig
 
@@ -135,9 +136,16 @@ def open_run(config: EvalConfig, run_dir: str | Path | None, preset: str = "", f
         config={"fingerprint": fingerprint, **config.model_dump(mode="json")},
         environment=environment_info(),
         preset=preset,
+        scoring=_scoring(config),
     )
     write_json_atomic(run.manifest_path, manifest.to_json())
     return run
+
+
+def _scoring(config: EvalConfig) -> dict[str, Any]:
+    """How the leaderboard is to score each installed environment of the run, as its spec declares it."""
+    specs = env_specs()
+    return {env.name: specs[env.name].report_scoring.to_json() for env in config.envs if env.name in specs}
 
 
 def _difference(recorded_revision: str | None) -> str:

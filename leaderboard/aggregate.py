@@ -16,14 +16,15 @@ from __future__ import annotations
 import logging
 import statistics
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from foundation.records import PHASES, LedgerEntry, RoutingSummary, RunManifest
+from foundation.scoring import Metric, Scoring
 from leaderboard.load import CellData, LoadedRun, NotCounted
-from leaderboard.metrics import EnvMetrics, Metric, breakdown_metrics, env_metrics
+from leaderboard.metrics import breakdown_metrics, env_scoring
 from leaderboard.stats import Estimate, estimate
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ class EnvBoard:
     """Everything measured on one environment: its columns and its rows, best primary metric first."""
 
     env: str
-    scoring: EnvMetrics
+    scoring: Scoring
     columns: tuple[Metric, ...]
     rows: tuple[Row, ...]
     comparisons: tuple[Comparison, ...] = ()
@@ -294,8 +295,9 @@ def _episode_count_warnings(board: EnvBoard) -> list[str]:
     return warnings
 
 
-def build(runs: Sequence[LoadedRun], compare: bool) -> Leaderboard:
-    """Aggregate loaded runs into per-environment boards; only ``done`` cells count."""
+def build(runs: Sequence[LoadedRun], compare: bool, known_scoring: Mapping[str, Scoring] | None = None) -> Leaderboard:
+    """Aggregate loaded runs into per-environment boards; only ``done`` cells count. ``known_scoring`` scores
+    the environments of runs that recorded no scoring (written before ``run.json`` held it)."""
     infos = run_infos(runs)
     warnings: list[str] = []
     groups: dict[str, dict[tuple[int, str], list[CellData]]] = defaultdict(lambda: defaultdict(list))
@@ -305,7 +307,7 @@ def build(runs: Sequence[LoadedRun], compare: bool) -> Leaderboard:
     configured = [env.get("name") for run in runs for env in run.manifest.config.get("envs", [])]
     boards = []
     for env in [name for name in dict.fromkeys([*configured, *sorted(groups)]) if name in groups]:
-        scoring = env_metrics(env)
+        scoring = env_scoring(env, (run.manifest for run in runs), known_scoring or {})
         episodes = [e for cells in groups[env].values() for c in cells for e in c.episodes]
         columns = (*scoring.metrics, *breakdown_metrics(scoring, episodes))
         rows = [_row(infos[index], runs[index], cells, columns, warnings, groups[env].get((index, BASELINE), ()),

@@ -1,97 +1,39 @@
-"""What each environment reports: a registry from environment name to its metrics.
+"""What each environment reports: the :class:`~foundation.scoring.Scoring` its spec declares.
 
-WebShop is scored by its reward (score = 100 × mean reward; success = share of episodes with reward
-exactly 1), ALFWorld by task success, overall, per split (seen / unseen) and per task type. An
-environment that is not registered (a plugin) gets the generic pair: success flag and mean reward.
+The harness records every environment's scoring in ``run.json`` (``RunManifest.scoring``), so the
+leaderboard reads it from the run and imports no environment. WebShop: score = 100 × mean reward (ranks),
+success = share of episodes with reward 1; ALFWorld: task success, overall, per split (seen / unseen) and
+per task type. Runs written before the scoring was recorded use the scoring the caller knows (the
+installed specs'), and an environment with neither gets the generic pair: success flag, then mean reward.
 Per-split and per-task-type columns are derived from the episodes themselves, not from names.
 """
 
 from __future__ import annotations
 
-import statistics
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from functools import partial
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
-from foundation.records import EpisodeResult
-
-Episodes = Sequence[EpisodeResult]
+from foundation.records import RunManifest
+from foundation.scoring import Episodes, Metric, Scoring, generic_scoring
 
 
-def _score(episodes: Episodes) -> float:
-    return 100 * statistics.fmean(e.reward for e in episodes)
+def env_scoring(env: str, manifests: Iterable[RunManifest], known: Mapping[str, Scoring]) -> Scoring:
+    """The scoring the first run that recorded one for ``env`` holds; else ``known[env]``; else the generic one."""
+    for manifest in manifests:
+        if env in manifest.scoring:
+            return Scoring.from_json(manifest.scoring[env])
+    return known.get(env) or generic_scoring(env)
 
 
-def _full_reward_rate(episodes: Episodes) -> float:
-    return 100 * statistics.fmean(e.reward == 1.0 for e in episodes)
-
-
-def _success_rate(episodes: Episodes) -> float:
-    return 100 * statistics.fmean(bool(e.success) for e in episodes)
-
-
-@dataclass(frozen=True)
-class Metric:
-    """One number per seed, computed from that seed's episodes; higher is better."""
-
-    key: str
-    label: str
-    value: Callable[[Episodes], float | None]
-    help: str = ""
-
-
-@dataclass(frozen=True)
-class EnvMetrics:
-    """How one environment is scored. ``metrics[0]`` ranks the table; ``plotted`` get Pareto plots."""
-
-    title: str
-    metrics: tuple[Metric, ...]
-    breakdown: str
-    plotted: tuple[str, ...]
-    split_labels: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def primary(self) -> Metric:
-        return self.metrics[0]
-
-    def metric(self, key: str) -> Metric:
-        return next(m for m in self.metrics if m.key == key)
-
-    def split_label(self, split: str) -> str:
-        return self.split_labels.get(split, split)
-
-
-SCORE = Metric("score", "score", _score, "100 × mean reward")
-FULL_REWARD = Metric("success", "success %", _full_reward_rate, "share of episodes with reward exactly 1")
-SUCCESS = Metric("success", "success %", _success_rate, "share of episodes the environment marked successful")
-
-ENV_METRICS: dict[str, EnvMetrics] = {
-    "webshop": EnvMetrics("WebShop", (SCORE, FULL_REWARD), breakdown="score", plotted=("score", "success")),
-    "alfworld": EnvMetrics("ALFWorld", (SUCCESS,), breakdown="success", plotted=("success",),
-                           split_labels={"valid_seen": "seen", "valid_unseen": "unseen"}),
-}
-
-
-def env_metrics(env: str) -> EnvMetrics:
-    """The registered scoring of ``env``, or the generic one (success, then score) for plugin environments."""
-    return ENV_METRICS.get(env) or EnvMetrics(env, (SUCCESS, SCORE), breakdown="success", plotted=("success",))
-
-
-def _filtered(metric: Metric, attribute: str, wanted: str, episodes: Episodes) -> float | None:
-    subset = [e for e in episodes if getattr(e, attribute) == wanted]
-    return metric.value(subset) if subset else None
-
-
-def breakdown_metrics(scoring: EnvMetrics, episodes: Episodes) -> list[Metric]:
+def breakdown_metrics(scoring: Scoring, episodes: Episodes) -> list[Metric]:
     """Columns of the breakdown metric per split (when there are several) and per task type (when set)."""
     base = scoring.metric(scoring.breakdown)
     columns = []
     splits = sorted({e.split for e in episodes})
     if len(splits) > 1:
-        columns += [Metric(f"split:{split}", f"{scoring.split_label(split)} {base.label}",
-                           partial(_filtered, base, "split", split), f"{base.help}, split {split}")
-                    for split in splits]
+        columns += [replace(base, key=f"split:{split}", label=f"{scoring.split_label(split)} {base.label}",
+                            help=f"{base.help}, split {split}", split=split) for split in splits]
     task_types = sorted({e.task_type for e in episodes if e.task_type})
-    columns += [Metric(f"type:{task_type}", task_type, partial(_filtered, base, "task_type", task_type),
-                       f"{base.help}, task type {task_type}") for task_type in task_types]
+    columns += [replace(base, key=f"type:{task_type}", label=task_type, help=f"{base.help}, task type {task_type}",
+                        task_type=task_type) for task_type in task_types]
     return columns

@@ -42,7 +42,9 @@ from agents.lm_policy import LMPolicy
 from agents.policy import LMBackend, SamplingParams, derive_seed
 from agents.rollout import RolloutConfig, RolloutEngine
 from agents.tasks import Task as EnvTask
-from agents.tasks import plan_episodes, task_source
+from agents.tasks import plan_episodes
+from environments.core.registry import get_env_spec
+from environments.core.spec import SpecError
 from environments.core.trajectory import Trajectory, TrajectoryWriter, read_trajectories
 from prism_train.device import autocast
 from prism_train.flops import ModelShape
@@ -113,12 +115,13 @@ def env_tasks(tasks: Sequence[Task]) -> list[EnvTask]:
     found: list[EnvTask] = []
     catalogues: dict[tuple[str, str], dict[str, EnvTask]] = {}
     for task in tasks:
-        source = task_source(task.env)
         split = task.split or "all"
         if (task.env, split) not in catalogues:
-            if source.splits and split not in source.splits:
-                raise RLError(f"task {task.key}: unknown {task.env} split {split!r}")
-            catalogues[(task.env, split)] = {t.task_id: t for t in source.tasks(split)}
+            try:
+                listed = get_env_spec(task.env).split_tasks(split)
+            except SpecError as exc:
+                raise RLError(f"task {task.key}: {exc}") from None
+            catalogues[(task.env, split)] = {t.task_id: t for t in listed}
         try:
             found.append(catalogues[(task.env, split)][task.task_id])
         except KeyError:

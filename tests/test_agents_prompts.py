@@ -6,6 +6,7 @@ import pytest
 
 from agents.policy import AgentTurn, HistoryItem
 from agents.prompts import get_prompt_format
+from environments.core.registry import UnknownEnvError
 
 WEBSHOP_ACTIONS = {"has_search_bar": False, "clickables": ["back to search", "next >", "b09lskqf8c", "Buy Now"]}
 ALFWORLD_ACTIONS = ["go to countertop 1", "go to cabinet 1", "take apple 1 from countertop 1", "look"]
@@ -136,7 +137,7 @@ def test_verl_prompt_lists_admissible_actions_and_recent_history():
 
 
 def test_unknown_names_are_clear_errors():
-    with pytest.raises(ValueError, match="no prompts for environment 'chess'"):
+    with pytest.raises(UnknownEnvError, match="unknown environment 'chess'"):
         get_prompt_format("chess")
     with pytest.raises(ValueError, match="unknown prompt style 'cot'"):
         get_prompt_format("webshop", "cot")

@@ -16,15 +16,14 @@ environment's default for the style), which bounds prompt length.
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from agents.policy import AgentTurn, Message
 from agents.prompts.grounding import check_mode, nearest
 from agents.prompts.parsing import extract, fallback_action
+from environments.core.prompt import EnvPrompt
 
 
 @dataclass(frozen=True)
@@ -36,26 +35,6 @@ class ParsedAction:
     error: str | None = None
     variant: str = ""
     grounded_from: str | None = None  # the action as parsed, when grounding replaced it
-
-
-Normalizer = Callable[[str, Any], tuple[str | None, str | None]]
-"""(candidate, available actions) -> (action, None) or (None, error)."""
-
-
-@dataclass(frozen=True)
-class EnvPrompt:
-    """What the prompt formats need to know about one environment."""
-
-    env: str
-    react_instructions: str
-    verl_intro: str
-    list_actions: Callable[[Any], list[str]]
-    concrete_actions: Callable[[Any, str], list[str]]  # (available actions, task) -> actions a script may send
-    normalize: Normalizer
-    example: Sequence[tuple[str, str, str]] = ()  # (observation, thought, action) of a worked episode
-    syntax: re.Pattern[str] | None = None  # the action syntax, found anywhere in a reply
-    thought_action: str | None = None  # how to send a reply that is only a thought (ReAct's "think: {}")
-    default_history: dict[str, int | None] = field(default_factory=lambda: {"react": 4, "verl": 2})
 
 
 class PromptFormat(ABC):

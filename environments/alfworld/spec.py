@@ -6,10 +6,14 @@ imported when first used, and textworld itself only inside the game worker proce
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from itertools import chain, zip_longest
 from typing import Any
 
+from environments.alfworld.prompt import ALFWORLD_PROMPT
 from environments.core.engine import SessionFactory
-from environments.core.registry import EnvSpec
+from environments.core.spec import EnvSpec, Task
+from foundation.scoring import SUCCESS, Scoring
 
 
 def make_factory(**options: Any) -> SessionFactory:
@@ -26,6 +30,27 @@ def make_expert(**options: Any) -> Any:
     return WalkthroughExpert(**options)
 
 
+def tasks(split: str) -> list[Task]:
+    """The split's games with the six task types interleaved (each type in id order), so that its
+    first N tasks, which a small evaluation or training slice plays, cover the types evenly instead
+    of being all ``look_at_obj_in_light``."""
+    from environments.alfworld.games import TASK_TYPES, GameCatalogue
+
+    catalogue = GameCatalogue.from_data()
+    by_type = [catalogue.games(split, task_type) for task_type in TASK_TYPES]
+    interleaved = (game for game in chain.from_iterable(zip_longest(*by_type)) if game is not None)
+    return [Task(game.id, {"game": game.id}, split) for game in interleaved]
+
+
+def task_text(observation: str, info: Mapping[str, Any]) -> str:
+    return str(info.get("task") or observation)
+
+
+def success(reward: float, info: Mapping[str, Any]) -> bool:
+    """The game says whether it was won."""
+    return bool(info.get("won", reward >= 1.0))
+
+
 SPEC = EnvSpec(
     name="alfworld",
     gym_id="harness/ALFWorld-v0",
@@ -33,6 +58,15 @@ SPEC = EnvSpec(
     "(alfworld 0.4.2, json_2.1.1 files); reward 1 on a win, 50-step cap.",
     make_factory=make_factory,
     default_max_steps=50,
+    gym_entry_point="environments.alfworld.gym_env:ALFWorldEnv",
+    splits=("valid_seen", "valid_unseen", "valid_train", "train"),
+    tasks=tasks,
+    default_eval_split="valid_unseen",
+    task_text=task_text,
+    success=success,
+    prompt=ALFWORLD_PROMPT,
+    scoring=Scoring("ALFWorld", (SUCCESS,), breakdown="success", plotted=("success",),
+                    split_labels={"valid_seen": "seen", "valid_unseen": "unseen"}),
     make_expert=make_expert,
     factory_options={
         "split": "split sampled when a reset names no game: valid_seen (default), valid_unseen, valid_train, train",

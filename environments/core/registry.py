@@ -5,39 +5,10 @@ in :data:`REGISTRY` (the one plugin rule of :mod:`foundation.registry`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
-
-from flask import Blueprint
-
-from environments.core.engine import SessionFactory
+from environments.core.spec import EnvSpec
 from foundation.registry import Registry, RegistryLookupError
 
 ENTRY_POINT_GROUP = "harness.envs"
-
-
-@dataclass(frozen=True)
-class EnvSpec:
-    """What the harness needs to know to host, play and script an environment.
-
-    ``make_factory(**options)`` builds the engine (options are engine-specific, e.g. the
-    observation mode); ``blueprints(factory)`` adds engine-specific web pages to its server;
-    ``make_expert(**options)`` returns the scripted expert; ``gym_id`` is the registered Gymnasium id.
-    ``server_threads`` is its server's default number of request threads: few where requests are
-    CPU-bound Python (threads then only contend for the interpreter lock and the tail latency
-    grows), more where they mostly wait on something else (ALFWorld's worker processes).
-    """
-
-    name: str
-    gym_id: str
-    description: str
-    make_factory: Callable[..., SessionFactory]
-    default_max_steps: int
-    make_expert: Callable[..., Any] | None = None
-    blueprints: Callable[[SessionFactory], Iterable[Blueprint]] = lambda factory: ()
-    factory_options: Mapping[str, str] = field(default_factory=dict)
-    server_threads: int = 16
 
 
 class UnknownEnvError(RegistryLookupError):

@@ -24,6 +24,7 @@ from typing import Any
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from environments.core.engine import JSONDict, TextSession
+from environments.core.spec import reward_is_one
 from environments.core.trajectory import Step, Trajectory, TrajectoryWriter
 from environments.webshop.engine import BACK_TO_SEARCH, BUY_NOW, NEXT_PAGE, PREV_PAGE, WebShopFactory
 from environments.webshop.pages import SUB_PAGES
@@ -196,7 +197,7 @@ def play_expert_episode(
         steps=steps,
         final_observation=observation,
         reward=reward,
-        success=reward == 1.0,
+        success=reward_is_one(reward, last_info),  # the rule the spec declares
         truncated=not terminated,
         split=split,
         metadata={

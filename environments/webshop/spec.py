@@ -6,13 +6,15 @@ expert are imported when first used.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flask import Blueprint
 
 from environments.core.engine import SessionFactory
-from environments.core.registry import EnvSpec
+from environments.core.spec import EnvSpec, Task, reward_is_one
+from environments.webshop.prompt import WEBSHOP_PROMPT
+from foundation.scoring import SCORE, Metric, Scoring
 
 
 def make_factory(**options: Any) -> SessionFactory:
@@ -25,6 +27,17 @@ def make_expert(**options: Any) -> Any:
     from environments.webshop.expert import WebShopExpert
 
     return WebShopExpert(**options)
+
+
+def tasks(split: str) -> list[Task]:
+    from environments.webshop.splits import goal_indices
+
+    return [Task(f"goal-{i}", {"goal_index": i}, split) for i in goal_indices(split)]
+
+
+def task_text(observation: str, info: Mapping[str, Any]) -> str:
+    """The goal's instruction, as the reset info gives it."""
+    return str((info.get("goal") or {}).get("instruction") or observation)
 
 
 def blueprints(factory: SessionFactory) -> Iterable[Blueprint]:
@@ -40,6 +53,16 @@ SPEC = EnvSpec(
     "the purchase is scored in [0, 1]. Human shop at / when served.",
     make_factory=make_factory,
     default_max_steps=15,
+    gym_entry_point="environments.webshop.gym_env:WebShopEnv",
+    splits=("train", "dev", "test", "community_test", "all"),
+    tasks=tasks,
+    default_eval_split="test",
+    task_text=task_text,
+    success=reward_is_one,  # the expert's trajectories use the same rule
+    prompt=WEBSHOP_PROMPT,
+    scoring=Scoring("WebShop", (SCORE, Metric("success", "success %", "success_rate",
+                                              "share of episodes with reward exactly 1")),
+                    breakdown="score", plotted=("score", "success")),
     make_expert=make_expert,
     blueprints=blueprints,
     server_threads=4,  # benchmarks/bench_webshop_load.py: same throughput as 8 or 16, the lowest p99

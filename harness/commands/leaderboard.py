@@ -27,12 +27,14 @@ def leaderboard(
 
     Only finished (done) cells count; the others are listed in the report.
     """
+    from environments.core.registry import env_specs
     from leaderboard.load import RunLoadError
     from leaderboard.report import MARKDOWN_NAME, ReportError, write_report
 
     target = out or (DEFAULT_COMPARE_OUT if compare else run_dirs[0] / "report")
+    installed = {name: spec.report_scoring for name, spec in env_specs().items()}  # for runs that recorded none
     try:
-        page = write_report(run_dirs, target, compare=compare)
+        page = write_report(run_dirs, target, compare=compare, known_scoring=installed)
     except (RunLoadError, ReportError) as exc:
         console.print(f"[bold red]cannot write the leaderboard:[/] {exc}")
         raise typer.Exit(2) from None

@@ -45,7 +45,8 @@ def rollout(
     policy: str = typer.Option(..., "--policy", "-p", help="Policy (see `harness models policies`)."),
     option: list[str] = typer.Option([], "--option", "-o",
                                      help="Policy option KEY=VALUE, repeatable (e.g. -o model=smollm2)."),
-    split: str = typer.Option(None, help="Task split (default: test for WebShop, valid_unseen for ALFWorld)."),
+    split: str = typer.Option(None, help="Task split (default: the environment's default_eval_split, e.g. "
+                                          "test for WebShop, valid_unseen for ALFWorld)."),
     num_tasks: int = typer.Option(10, "--num-tasks", "-n", min=1, help="Tasks to play from the split."),
     offset: int = typer.Option(0, min=0, help="Skip this many tasks of the split first."),
     samples: int = typer.Option(1, "--samples", "-k", min=1, help="Episodes per task (a GRPO group)."),
@@ -67,13 +68,13 @@ def rollout(
     from agents.registry import UnknownPolicyError, make_policy
     from agents.rollout import RolloutConfig, RolloutEngine
     from agents.tasks import plan_episodes, split_tasks
-    from environments.core.registry import UnknownEnvError
+    from environments.core.registry import UnknownEnvError, get_env_spec
     from environments.core.trajectory import TrajectoryWriter
 
-    split = split or {"webshop": "test", "alfworld": "valid_unseen"}.get(env, "test")
     try:
+        split = split or get_env_spec(env).default_eval_split
         tasks = split_tasks(env, split, limit=num_tasks, offset=offset)
-    except ValueError as exc:
+    except (UnknownEnvError, ValueError) as exc:
         raise typer.BadParameter(str(exc)) from None
     if not tasks:
         raise typer.BadParameter(f"split {split!r} has no tasks after offset {offset}")

@@ -2,7 +2,7 @@
 
 Each :class:`EnvWorker` actor takes ``cpus_per_worker`` CPUs on some node (placement ``SPREAD``) and
 hosts any number of sessions: Gymnasium environments made exactly as the in-process rollout engine
-makes them (``gymnasium.make(gym_id, max_steps=..., **env_options)``), so a rollout over Ray gives the
+makes them (``EnvSpec.make_gym(max_steps, **env_options)``), so a rollout over Ray gives the
 trajectories a local rollout gives for the same seeds. The driver keeps the policy: generation stays
 one batched call per engine step over every episode, wherever its environment lives.
 
@@ -34,9 +34,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium
-
-import environments  # noqa: F401 - registers the Gymnasium ids
 from environments.core.registry import get_env_spec
 from harness.distributed.failover import (
     EnvProvider,
@@ -102,7 +99,7 @@ class EnvWorker:
         """
         key = _config_key(env, max_steps, env_options)
         idle = self._idle.get(key)
-        made = idle.pop() if idle else gymnasium.make(get_env_spec(env).gym_id, max_steps=max_steps, **env_options)
+        made = idle.pop() if idle else get_env_spec(env).make_gym(max_steps, **env_options)
         session = next(self._ids)
         self._envs[session] = (key, made)
         return session

@@ -3,7 +3,7 @@
 The rollout engine's own remote mode plays on one server (``RolloutConfig.server_url``); this pool
 spreads the sessions over many, least-loaded first, and moves a session by replay when its server
 stops answering (:mod:`harness.distributed.failover`). Each session is the standard Gymnasium client
-(``gymnasium.make(gym_id, server_url=...)``), so the play is that of one server.
+(``EnvSpec.make_gym(server_url=...)``), so the play is that of one server.
 
     with make_server_pool_provider(["http://127.0.0.1:3000", "http://127.0.0.1:3002"], "webshop") as provider:
         RolloutEngine(policy, config, make_env=provider).run(episodes)
@@ -17,9 +17,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium
-
-import environments  # noqa: F401 - registers the Gymnasium ids
 from environments.core.client import EnvServerError
 from environments.core.registry import get_env_spec
 from harness.distributed.failover import EnvProvider, HostedSession, HostLostError, NoLiveHostError, StepResult
@@ -95,8 +92,7 @@ class ServerPoolHosts:
             server = min(live, key=lambda s: s.sessions)
             server.sessions += 1
         try:
-            env = gymnasium.make(self.spec.gym_id, server_url=server.url, max_steps=self.max_steps,
-                                 **self.env_options)
+            env = self.spec.make_gym(self.max_steps, server_url=server.url, **self.env_options)
         except BaseException as exc:
             with self._lock:
                 server.sessions -= 1

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from agents.prompts.formats import EnvPrompt
+from environments.core.prompt import EnvPrompt
 
 INSTRUCTIONS = (
     'Interact with a household to solve a task. Imagine you are an intelligent agent in a household '
@@ -93,7 +93,6 @@ def normalize(candidate: str, available: Any) -> tuple[str | None, str | None]:
 
 
 ALFWORLD_PROMPT = EnvPrompt(
-    env="alfworld",
     react_instructions=INSTRUCTIONS,
     verl_intro=VERL_INTRO,
     list_actions=list_actions,

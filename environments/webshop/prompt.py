@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from agents.prompts.formats import EnvPrompt
+from environments.core.prompt import EnvPrompt
 
 SYNTAX = re.compile(r"\b(search|click)\s*\[([^\]\n]*)\]", re.I)
 _LOOSE = re.compile(r"^(search|click)\s*[:\s]\s*(\S.*)$", re.I)
@@ -100,7 +100,6 @@ def normalize(candidate: str, available: Any) -> tuple[str | None, str | None]:
 
 
 WEBSHOP_PROMPT = EnvPrompt(
-    env="webshop",
     react_instructions=INSTRUCTIONS,
     verl_intro=VERL_INTRO,
     list_actions=list_actions,
