@@ -69,8 +69,8 @@ class Entry(Generic[T]):
 class RegistryLookupError(LookupError):
     """Looking a name up failed: no such name (``entry`` is None), or the plugin claiming it is broken."""
 
-    def __init__(self, message: str, kind: str, name: str, entry: Entry | None = None) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, kind: str = "", name: str = "", entry: Entry | None = None) -> None:
+        super().__init__(message, kind, name)  # picklable (e.g. raised in a Ray actor): args rebuild it
         self.kind, self.name, self.entry = kind, name, entry
 
     def __str__(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import pickle
 import subprocess
 import sys
 import tomllib
@@ -170,6 +171,8 @@ def test_unknown_names_get_one_message_listing_what_is_installed(installed, key)
         kind.get("no-such-thing")
     installed_names = ", ".join(kind.registry().names())
     assert str(raised.value) == f"unknown {kind.label} 'no-such-thing'; installed: {installed_names}"
+    copy = pickle.loads(pickle.dumps(raised.value))  # crosses process boundaries (Ray actors, workers) intact
+    assert (type(copy), str(copy), copy.name) == (type(raised.value), str(raised.value), "no-such-thing")
     assert kind.builtin in installed_names and f"broken-{key}" in installed_names
 
 
