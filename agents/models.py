@@ -24,6 +24,7 @@ from pathlib import Path
 
 from agents.tiny_models import save_tiny_model
 from environments.core.registry import get_env_spec
+from environments.webshop.data_files import CATALOGUE_FILE
 from foundation.data import cache_dir, data_file
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def _build_smollm2(out: Path) -> None:
 
 def tiny_corpus() -> list[str]:
     """Text to train the tiny model's tokenizer: WebShop titles and goals, and the agents' prompt words."""
-    items = json.loads(data_file("webshop/items_shuffle_1000.json").read_text())
+    items = json.loads(data_file(CATALOGUE_FILE).read_text())
     texts = [item["name"] for item in items if item.get("name")]
     for prompt in (get_env_spec(env).env_prompt() for env in TOKENIZER_ENVS):
         texts.append(prompt.react_instructions)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from environments.webshop import analysis
+from environments.webshop.data_files import CATALOGUE_FILE
 from environments.webshop.search import (
     BM25Index,
     byte4_to_int,
@@ -201,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    with open(data_file("webshop/items_shuffle_1000.json")) as f:
+    with open(data_file(CATALOGUE_FILE)) as f:
         items = json.load(f)
     queries = load_queries(items)
 

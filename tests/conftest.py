@@ -25,9 +25,10 @@ def _torch_threads():
 @pytest.fixture(scope="session")
 def tokenizer_corpus() -> list[str]:
     """Real text for tokenizer training: WebShop product titles and goal instructions."""
+    from environments.webshop.data_files import CATALOGUE_FILE
     from foundation.data import data_file
 
-    items = json.loads(data_file("webshop/items_shuffle_1000.json").read_text())
+    items = json.loads(data_file(CATALOGUE_FILE).read_text())
     texts = [item["name"] for item in items] + [
         "search[", "click[", "buy now", "next >", "< prev", "back to search", "Thought:", "Action:",
         "You are in the middle of a room. Your task is to: put a clean apple in fridge.",

@@ -13,6 +13,7 @@ import pytest
 
 from environments.core.engine import InvalidOptionsError, SessionStateError, TextSession
 from environments.webshop.catalogue import load_catalogue
+from environments.webshop.data_files import CATALOGUE_FILE
 from environments.webshop.engine import WebShopFactory
 from environments.webshop.reward import score_purchase
 from environments.webshop.search import BM25Index, documents_from_raw_catalogue
@@ -46,7 +47,7 @@ def catalogue():
 @pytest.fixture(scope="module")
 def reference_index() -> BM25Index:
     """An index built straight from the raw catalogue file, independent of the engine's own."""
-    return BM25Index(documents_from_raw_catalogue(json.loads(data_file("webshop/items_shuffle_1000.json").read_text())))
+    return BM25Index(documents_from_raw_catalogue(json.loads(data_file(CATALOGUE_FILE).read_text())))
 
 
 def started(factory: WebShopFactory, goal_index: int = 0) -> tuple[TextSession, str]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from environments.webshop.data_files import CATALOGUE_FILE
 from environments.webshop.search import (
     BM25Index,
     byte4_to_int,
@@ -30,7 +31,7 @@ def _reference_path() -> Path:
 
 @pytest.fixture(scope="module")
 def raw_items() -> list[dict]:
-    with open(data_file("webshop/items_shuffle_1000.json")) as f:
+    with open(data_file(CATALOGUE_FILE)) as f:
         return json.load(f)
 
 

@@ -18,10 +18,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from environments.alfworld.data_files import GAMES_ARCHIVE
 from environments.core.engine import InvalidOptionsError
 from foundation.data import unpacked_archive
 
-ARCHIVE = "alfworld/json_2.1.1.tar.xz"
 ARCHIVE_DIR = "json_2.1.1"
 GAME_FILE = "game.tw-pddl"
 SPLITS = ("train", "valid_seen", "valid_unseen", "valid_train")
@@ -75,7 +75,7 @@ class GameCatalogue:
     @classmethod
     def from_data(cls, data_dir: str | os.PathLike[str] | None = None) -> GameCatalogue:
         """The catalogue of the archive in the data directory, unpacked once into the cache."""
-        return cls(unpacked_archive(ARCHIVE, data_dir) / ARCHIVE_DIR)
+        return cls(unpacked_archive(GAMES_ARCHIVE, data_dir) / ARCHIVE_DIR)
 
     def _split_index(self, split: str) -> dict[str, Game]:
         if split not in SPLITS:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from itertools import chain, zip_longest
 from typing import Any
 
+from environments.alfworld.data_files import DATA_FILES
 from environments.alfworld.prompt import ALFWORLD_PROMPT
 from environments.core.engine import SessionFactory
 from environments.core.spec import EnvSpec, Task
@@ -67,6 +68,7 @@ SPEC = EnvSpec(
     prompt=ALFWORLD_PROMPT,
     scoring=Scoring("ALFWorld", (SUCCESS,), breakdown="success", plotted=("success",),
                     split_labels={"valid_seen": "seen", "valid_unseen": "unseen"}),
+    data_files=DATA_FILES,
     make_expert=make_expert,
     factory_options={
         "split": "split sampled when a reset names no game: valid_seen (default), valid_unseen, valid_train, train",

@@ -27,13 +27,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from environments.webshop.data_files import ATTRIBUTES_FILE, CATALOGUE_FILE, HUMAN_INSTRUCTIONS_FILE
 from foundation.data import data_file
 
 log = logging.getLogger(__name__)
-
-CATALOGUE_FILE = "webshop/items_shuffle_1000.json"
-ATTRIBUTES_FILE = "webshop/items_ins_v2_1000.json"
-HUMAN_INSTRUCTIONS_FILE = "webshop/items_human_ins_1000.json"
 
 RANDOM_SEED = 233
 """Seeds both the price draws (before loading) and the goal shuffle, as documented in the spec."""

@@ -13,6 +13,7 @@ from flask import Blueprint
 
 from environments.core.engine import SessionFactory
 from environments.core.spec import EnvSpec, Task, reward_is_one
+from environments.webshop.data_files import DATA_FILES
 from environments.webshop.prompt import WEBSHOP_PROMPT
 from foundation.scoring import SCORE, Metric, Scoring
 
@@ -63,6 +64,7 @@ SPEC = EnvSpec(
     scoring=Scoring("WebShop", (SCORE, Metric("success", "success %", "success_rate",
                                               "share of episodes with reward exactly 1")),
                     breakdown="score", plotted=("score", "success")),
+    data_files=DATA_FILES,
     make_expert=make_expert,
     blueprints=blueprints,
     server_threads=4,  # benchmarks/bench_webshop_load.py: same throughput as 8 or 16, the lowest p99

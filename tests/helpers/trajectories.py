@@ -31,9 +31,10 @@ def short_trajectories(count: int = 12, seed: int = 0) -> tuple[Trajectory, ...]
     Real expert episodes carry whole result pages (thousands of tokens for the tiny tokenizer); these
     keep the model tests fast while exercising the same code paths.
     """
+    from environments.webshop.data_files import CATALOGUE_FILE
     from foundation.data import data_file
 
-    items = json.loads(data_file("webshop/items_shuffle_1000.json").read_text())
+    items = json.loads(data_file(CATALOGUE_FILE).read_text())
     rng = random.Random(seed)
     out = []
     for i in range(count):
