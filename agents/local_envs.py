@@ -9,7 +9,6 @@ on the same workers), the in-process counterpart of ``harness.distributed.RayEnv
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import threading
 from collections.abc import Mapping
@@ -20,8 +19,7 @@ from environments.core.registry import EnvSpec, get_env_spec
 
 def _takes_session(spec: EnvSpec) -> bool:
     """Whether the environment's Gymnasium entry point can play on a session someone else owns."""
-    module, _, name = spec.gym_entry_point.partition(":")
-    return "session" in inspect.signature(getattr(importlib.import_module(module), name)).parameters
+    return "session" in inspect.signature(spec.gym_class()).parameters
 
 
 class InProcessEnvs:

@@ -8,6 +8,7 @@ environment names. ``docs/environments.md`` says how to write one.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,6 +107,13 @@ class EnvSpec:
             raise SpecError(f"environment {self.name!r} declares no prompt (EnvSpec.prompt), so no model can play it")
         return self.prompt
 
+    def gym_class(self) -> type:
+        """The Gymnasium environment class ``gym_entry_point`` names, imported."""
+        if not self.gym_entry_point:
+            raise SpecError(f"environment {self.name!r} declares no Gymnasium class (EnvSpec.gym_entry_point)")
+        module, _, name = self.gym_entry_point.partition(":")
+        return getattr(importlib.import_module(module), name)
+
     def register_gym(self) -> None:
         """Register ``gym_id`` with Gymnasium, capped at ``default_max_steps`` (a no-op once registered)."""
         if self.gym_entry_point and self.gym_id not in gymnasium.registry:
@@ -117,5 +125,7 @@ class EnvSpec:
         """``gymnasium.make`` of this environment with one step cap for the environment and Gymnasium's
         ``TimeLimit`` (``default_max_steps`` unless given); ``kwargs`` go to the environment."""
         cap = max_steps or self.default_max_steps
+        if not self.gym_entry_point:
+            raise SpecError(f"environment {self.name!r} declares no Gymnasium class (EnvSpec.gym_entry_point)")
         self.register_gym()
         return gymnasium.make(self.gym_id, max_episode_steps=cap, max_steps=cap, **kwargs)
