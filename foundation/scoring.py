@@ -86,7 +86,8 @@ class Scoring:
         return self.split_labels.get(split, split)
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "split_labels": dict(self.split_labels)}
+        return {"title": self.title, "metrics": [asdict(m) for m in self.metrics], "breakdown": self.breakdown,
+                "plotted": list(self.plotted), "split_labels": dict(self.split_labels)}
 
     @classmethod
     def from_json(cls, payload: Mapping[str, Any]) -> Scoring:

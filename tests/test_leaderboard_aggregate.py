@@ -228,3 +228,18 @@ def test_a_plugin_environment_gets_the_generic_scoring(tmp_path: Path) -> None:
     board = board_of(run.root).boards[0]
     assert (board.scoring.title, [m.key for m in board.columns]) == ("gridworld", ["success", "score"])
     assert board.rows[0].values["success"].mean == 50.0 and board.rows[0].values["score"].mean == 50.0
+
+
+def test_the_scoring_comes_from_run_json_and_an_older_run_is_scored_as_the_caller_knows(tmp_path: Path) -> None:
+    from environments.core.registry import get_env_spec
+
+    root = build_second_run(tmp_path / "run")
+    manifest = json.loads((root / "run.json").read_text())
+    assert manifest["scoring"]["webshop"] == get_env_spec("webshop").report_scoring.to_json()  # the spec's, recorded
+    assert [m.key for m in board_of(root).boards[0].columns] == ["score", "success"]
+    del manifest["scoring"]  # as a run written before run.json recorded it
+    (root / "run.json").write_text(json.dumps(manifest))
+    assert board_of(root).boards[0].scoring.primary.key == "success"  # nothing known: the generic scoring
+    known = {"webshop": get_env_spec("webshop").report_scoring}
+    board = build([load_run(root)], compare=False, known_scoring=known).boards[0]
+    assert (board.scoring.title, board.scoring.primary.key) == ("WebShop", "score")
