@@ -6,7 +6,9 @@ with a seeded mix of actions: a search (the goal's query, or words of its instru
 next/previous results page, a product, up to two options, sometimes a sub-page and back, sometimes
 back to the results and another product, and a purchase. Reported per case: steps/s, p50/p99
 step latency, p99 of the first ``--burst-seconds`` (a fresh server's first burst) against p99 of
-the rest (steady), peak and final server RSS, and errors.
+the rest (steady), peak and final server RSS, the server's CPU time per step (user + system: the
+figure that depends least on what else loads the machine), its start time (process start to a
+healthy answer, warm-up included) and errors.
 
 ``--baseline REV`` runs the same cases, in the same run, against the server of git revision REV
 (unpacked to a temporary directory) and prints each figure's ratio.
@@ -185,12 +187,12 @@ def run_case(
 def print_table(title: str, rows: list[dict[str, Any]]) -> None:
     print(f"\n{title}")
     print(f"{'sessions':>8} {'steps':>7} {'steps/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'burst p99':>10} "
-          f"{'steady p99':>11} {'RSS start/peak/end MiB':>23} {'CPU ms/step':>12} {'errors':>7}")
+          f"{'steady p99':>11} {'RSS start/peak/end MiB':>23} {'CPU ms/step':>12} {'start s':>8} {'errors':>7}")
     for row in rows:
         rss = f"{row['rss_start_mib']:.0f} / {row['rss_peak_mib']:.0f} / {row['rss_end_mib']:.0f}"
         print(f"{row['sessions']:>8} {row['steps']:>7} {row['steps_per_s']:>8.0f} {row['p50_ms']:>8.1f} "
               f"{row['p99_ms']:>8.1f} {row['burst_p99_ms']:>10.1f} {row['steady_p99_ms']:>11.1f} {rss:>23} "
-              f"{row['server_cpu_ms_per_step']:>12.2f} {row['errors']:>7}")
+              f"{row['server_cpu_ms_per_step']:>12.2f} {row['cold_start_s']:>8.1f} {row['errors']:>7}")
 
 
 def print_ratios(current: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> None:
