@@ -107,11 +107,14 @@ class EnvSpec:
             raise SpecError(f"environment {self.name!r} declares no prompt (EnvSpec.prompt), so no model can play it")
         return self.prompt
 
-    def gym_class(self) -> type:
-        """The Gymnasium environment class ``gym_entry_point`` names, imported."""
+    def _declared_gym_entry_point(self) -> str:
         if not self.gym_entry_point:
             raise SpecError(f"environment {self.name!r} declares no Gymnasium class (EnvSpec.gym_entry_point)")
-        module, _, name = self.gym_entry_point.partition(":")
+        return self.gym_entry_point
+
+    def gym_class(self) -> type:
+        """The Gymnasium environment class ``gym_entry_point`` names, imported."""
+        module, _, name = self._declared_gym_entry_point().partition(":")
         return getattr(importlib.import_module(module), name)
 
     def register_gym(self) -> None:
@@ -125,7 +128,6 @@ class EnvSpec:
         """``gymnasium.make`` of this environment with one step cap for the environment and Gymnasium's
         ``TimeLimit`` (``default_max_steps`` unless given); ``kwargs`` go to the environment."""
         cap = max_steps or self.default_max_steps
-        if not self.gym_entry_point:
-            raise SpecError(f"environment {self.name!r} declares no Gymnasium class (EnvSpec.gym_entry_point)")
+        self._declared_gym_entry_point()
         self.register_gym()
         return gymnasium.make(self.gym_id, max_episode_steps=cap, max_steps=cap, **kwargs)
