@@ -47,8 +47,8 @@ def _prompt() -> Any:
 
 
 def _sft_speed(model: str, trajectories: list[Any], steps: int, lora: bool, out: Path) -> dict[str, float]:
+    from prism_train.config import LoRAConfig
     from prism_train.sft import SFTConfig, SFTTrainer
-    from prism_train.trainer import LoRAConfig
 
     config = SFTConfig(model=model, output_dir=str(out), learning_rate=1e-4, max_steps=steps, micro_batch_size=4,
                        prompt=_prompt(), log_every=1000, lora=LoRAConfig(rank=16) if lora else None)

@@ -1,8 +1,11 @@
 """Experiment configuration for ``harness eval``: typed, validated, loadable from YAML or TOML.
 
-Every field is documented here, because this is what users edit. Validation errors name the bad
-field by its dotted path (``envs.1.train_tasks``), unknown keys are errors (a typo must not silently
-fall back to a default), and ``--set a.b=value`` overrides go through the same validation.
+Every field is documented where it is declared: the comparison's own here, the trainers' (the ``probe``,
+``sft``, ``rl`` and ``prompt`` sections and ``model.lora``) in ``prism_train/config.py``, whose classes
+this config composes rather than redefines, so every trainer setting is reachable from here. Validation
+errors name the bad field by its dotted path (``envs.1.train_tasks``), unknown keys are errors (a typo
+must not silently fall back to a default), and ``--set a.b=value`` overrides go through the same
+validation.
 """
 
 from __future__ import annotations
@@ -14,7 +17,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from foundation.errors import ConfigError
+from prism_train.config import (
+    LoRAConfig,
+    ProbeConfig,
+    PromptConfig,
+    RLSettings,
+    Section,
+    SFTSettings,
+    WeightsDtype,
+    load_config,
+)
+
+__all__ = ["UNTRAINED", "ConfigError", "EnvRunConfig", "EvalConfig", "ModelConfig", "RayConfig", "load_eval_config",
+           "validate_config"]
 
 BUILTIN_STRATEGIES = (
     "sft-only", "rl-only", "sft-then-rl", "random", "prism-gini", "prism-cv", "prism-kurtosis",
@@ -22,42 +40,60 @@ BUILTIN_STRATEGIES = (
 )
 UNTRAINED = "untrained"
 
+# harness eval trains tiny models on CPUs in minutes; the trainers' own defaults suit real models. These
+# replace the trainers' defaults wherever an eval config leaves the field out (the same for every strategy).
+EVAL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "prompt": {"few_shot": False, "history": 2, "max_length": 1024},
+    "probe": {"batch_size": 8},
+    "sft": {"epochs": 3, "learning_rate": 1e-3, "micro_batch_size": 8, "log_every": 1000},
+    "rl": {"iterations": 4, "tasks_per_iteration": 4, "learning_rate": 5e-4, "save_every": 0},
+}
+# Fields that were renamed when the eval config and the trainers' configs became one tree.
+RENAMED = {
+    "sft.batch_size": "sft.micro_batch_size", "sft.grad_accum": "sft.grad_accum_steps",
+    "sft.max_seq_len": "prompt.max_length", "rl.clip": "rl.clip_eps",
+    "probe.normalize_by_size": "probe.normalization (none or sqrt-numel)", "model.few_shot": "prompt.few_shot",
+    "model.history": "prompt.history", "model.grounding": "prompt.grounding", "model.lora_rank": "model.lora.rank",
+}
 
-class ConfigError(ValueError):
-    """A configuration that cannot be used; the message names every bad field."""
+
+def _section_doc(cls: type[Section], name: str) -> str:
+    changed = ", ".join(f"{key} {value}" for key, value in EVAL_DEFAULTS.get(name, {}).items())
+    own = f" Defaults are the trainers' (prism_train/config.py) except {changed}." if changed else ""
+    return f"{(cls.__doc__ or '').strip()}{own}"
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+def _refuse_renamed(raw: dict[str, Any]) -> None:
+    found = [f"{old} is now {new}" for old, new in RENAMED.items()
+             if isinstance(raw.get(old.split(".")[0]), dict) and old.split(".")[1] in raw[old.split(".")[0]]]
+    if isinstance(raw.get("model"), dict) and isinstance(raw["model"].get("lora"), bool):
+        found.append("model.lora is now a section: {rank: 16} trains LoRA adapters, null (the default) every weight")
+    if found:
+        raise ValueError("renamed field(s): " + "; ".join(found))
 
 
-class ModelConfig(_Section):
+class ModelConfig(Section):
     """The policy being trained."""
 
     source: str = Field("tiny", description="'tiny' (a small Llama built from a config, tokenizer trained on the "
                         "expert trajectories), 'smollm2' (SmolLM2-135M-Instruct, see `harness models prepare`), "
                         "a local model directory, or a hub id where the network allows.")
     backend: str = Field("transformers", description="Generation backend (see `harness models list`).")
-    dtype: Literal["float32", "bfloat16"] = Field("float32", description="Weights dtype the trainers load the "
-                                                  "model in (bfloat16 halves memory; CPUs are fastest in float32).")
-    lora: bool = Field(False, description="Train LoRA adapters instead of all weights.")
-    lora_rank: int = Field(16, ge=1, description="Rank of the LoRA adapters (with lora: true).")
+    dtype: WeightsDtype = Field("float32", description="Weights dtype the trainers load the model in (bfloat16 "
+                                "halves memory; CPUs are fastest in float32).")
+    lora: LoRAConfig | None = Field(None, description="Train LoRA adapters (e.g. {rank: 16}) instead of all weights; "
+                                    "null: every weight.")
     tiny_hidden_size: int = Field(128, ge=16, description="Width of the 'tiny' model.")
     tiny_layers: int = Field(2, ge=1, description="Depth of the 'tiny' model.")
     tiny_vocab_size: int = Field(2048, ge=300, description="Tokenizer size of the 'tiny' model.")
     pretrain_epochs: int = Field(3, ge=1, description="Epochs of the 'tiny' base's pretraining on the expert "
                                  "data of an environment's pretraining split (envs.N.pretrain_tasks).")
     pretrain_learning_rate: float = Field(3e-3, gt=0, description="Learning rate of that pretraining.")
-    max_new_tokens: int = Field(48, ge=1, description="Generation budget per action.")
-    few_shot: bool = Field(False, description="Show a worked example in the prompt (longer prompts).")
-    history: int | None = Field(2, ge=0, description="Past steps shown in the prompt; null: all of them.")
-    grounding: Literal["none", "nearest"] = Field(
-        "none", description="'none': an inadmissible action is sent as written (the benchmarks' rule); 'nearest': "
-        "the agent sends the most similar admissible action instead (Huang et al., 2022). Same for every strategy.")
+    max_new_tokens: int = Field(48, ge=1, description="Generation budget per action (evaluation and GRPO).")
     server_url: str | None = Field(None, description="OpenAI-compatible server for the 'openai'/'vllm' backends.")
 
 
-class EnvRunConfig(_Section):
+class EnvRunConfig(Section):
     """One environment of the comparison: where the training tasks and held-out tasks come from."""
 
     name: str = Field(description="Environment name (see `harness env list`).")
@@ -72,8 +108,8 @@ class EnvRunConfig(_Section):
                                       "in a fixed order; ALFWorld's interleaves the six task types); "
                                       "omitted: the whole split.")
     max_steps: int | None = Field(None, ge=1, description="Step cap; default: the environment's.")
-    history: Literal["model"] | int | None = Field(
-        "model", description="Past steps shown in this environment's prompt ('model': model.history; null: all).")
+    history: Literal["prompt"] | int | None = Field(
+        "prompt", description="Past steps shown in this environment's prompt ('prompt': prompt.history; null: all).")
     server_url: str | None = Field(None, description="Use a running environment server instead of in-process.")
     options: dict[str, Any] = Field(default_factory=dict, description="Engine options (observation mode, ...).")
 
@@ -81,11 +117,11 @@ class EnvRunConfig(_Section):
     @classmethod
     def _history_not_negative(cls, value: str | int | None) -> str | int | None:
         if isinstance(value, int) and value < 0:
-            raise ValueError("must be >= 0, null (all steps) or 'model'")
+            raise ValueError("must be >= 0, null (all steps) or 'prompt'")
         return value
 
 
-class RayConfig(_Section):
+class RayConfig(Section):
     """Every rollout's environment sessions on a Ray cluster's actors (the optional ``ray`` extra).
 
     Generation stays batched in the driver, and the results equal an in-process run's for the same
@@ -97,38 +133,7 @@ class RayConfig(_Section):
     workers: int | None = Field(None, ge=1, description="Environment actors over the cluster; default: one per CPU.")
 
 
-class ProbeConfig(_Section):
-    """The PRISM probe of the initial model on the expert data (for routers that need scores)."""
-
-    normalize_by_size: bool = Field(False, description="Divide each gradient norm by sqrt(matrix size).")
-    batch_size: int = Field(8, ge=1, description="Trajectories per forward/backward pass.")
-
-
-class SFTConfig(_Section):
-    """Supervised fine-tuning on the expert trajectories a strategy routes to SFT."""
-
-    epochs: int = Field(3, ge=1, description="Passes over the SFT set.")
-    learning_rate: float = Field(1e-3, gt=0, description="AdamW peak learning rate.")
-    batch_size: int = Field(8, ge=1, description="Steps (prompt + action rows) per micro-batch.")
-    grad_accum: int = Field(1, ge=1, description="Micro-batches per optimiser step.")
-    max_seq_len: int = Field(1024, ge=16, description="Longest step (prompt + action) in tokens, for SFT, GRPO and "
-                             "the probe; longer steps are left out with a warning.")
-
-
-class RLConfig(_Section):
-    """GRPO in the real environment on the tasks a strategy routes to RL."""
-
-    iterations: int = Field(4, ge=0, description="GRPO iterations (rollout + update).")
-    tasks_per_iteration: int = Field(4, ge=1, description="Tasks drawn per iteration (at most the RL set's size).")
-    group_size: int = Field(4, ge=2, description="Rollouts per task for group-normalised advantages.")
-    learning_rate: float = Field(5e-4, gt=0, description="AdamW peak learning rate.")
-    clip: float = Field(0.2, gt=0, description="Clip range ε: the probability ratio is clipped to [1−ε, 1+ε].")
-    kl_coef: float = Field(0.0, ge=0, description="Weight of the KL penalty to the initial policy (0: none).")
-    temperature: float = Field(1.0, gt=0, description="Sampling temperature of the rollouts (1.0 samples the "
-                               "distribution that is trained).")
-
-
-class EvalConfig(_Section):
+class EvalConfig(Section):
     """A whole comparison: environments × strategies × seeds."""
 
     name: str = Field("default", description="Run name; the run directory is OUTPUT_DIR/NAME.")
@@ -142,9 +147,11 @@ class EvalConfig(_Section):
     seeds: list[int] = Field(min_length=1, description="One replicate of every cell per seed (training tasks, "
                              "model, sampling).")
     model: ModelConfig = Field(default_factory=ModelConfig, description=ModelConfig.__doc__)
-    probe: ProbeConfig = Field(default_factory=ProbeConfig, description=ProbeConfig.__doc__)
-    sft: SFTConfig = Field(default_factory=SFTConfig, description=SFTConfig.__doc__)
-    rl: RLConfig = Field(default_factory=RLConfig, description=RLConfig.__doc__)
+    # The trainers' own classes; missing fields take EVAL_DEFAULTS, then the trainers' defaults.
+    prompt: PromptConfig = Field(description=_section_doc(PromptConfig, "prompt") + " The same for every strategy.")
+    probe: ProbeConfig = Field(description=_section_doc(ProbeConfig, "probe"))
+    sft: SFTSettings = Field(description=_section_doc(SFTSettings, "sft"))
+    rl: RLSettings = Field(description=_section_doc(RLSettings, "rl"))
     torch_threads: int = Field(2, ge=1, description="torch intra-op threads.")
     rollout_concurrency: int = Field(16, ge=1, description="Episodes played side by side (batched generation).")
     temperature_eval: float = Field(0.0, ge=0, description="0 = greedy evaluation.")
@@ -152,6 +159,19 @@ class EvalConfig(_Section):
     # run started in-process can resume over Ray and back.
     ray: RayConfig | None = Field(None, exclude=True, description="Run the environment sessions of every rollout "
                                   "on a Ray cluster (also `harness eval --ray ADDRESS`); not with an env's server_url.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _eval_defaults(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return raw
+        _refuse_renamed(raw)
+        merged = dict(raw)
+        for name, defaults in EVAL_DEFAULTS.items():
+            given = raw.get(name, {})
+            if isinstance(given, dict):
+                merged[name] = {**defaults, **given}
+        return merged
 
     @field_validator("strategies", "seeds")
     @classmethod
@@ -174,15 +194,6 @@ class EvalConfig(_Section):
         if self.ray is not None and served:
             raise ValueError(f"give ray (--ray) or {', '.join(served)}, not both: each says where sessions run")
         return self
-
-
-def _format_errors(error: ValidationError, origin: str) -> str:
-    lines = [f"invalid configuration ({origin}):"]
-    for item in error.errors():
-        where = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  {where}: {item['msg']}" + (f" (got {item['input']!r})" if "input" in item and
-                                                         not isinstance(item["input"], dict) else ""))
-    return "\n".join(lines)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -240,10 +251,8 @@ def _child(node: Any, part: str, where: str) -> Any:
 
 
 def validate_config(raw: dict[str, Any], origin: str = "config") -> EvalConfig:
-    try:
-        return EvalConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, origin)) from None
+    """The eval config of ``raw``; a :class:`ConfigError` names every bad field."""
+    return load_config(EvalConfig, raw, origin)
 
 
 PRESETS = ("default", "study", "paper")

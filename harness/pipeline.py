@@ -34,6 +34,7 @@ from foundation.records import EpisodeResult, LedgerEntry, RoutingSummary, RunDi
 from harness.base_model import BaseRecipe, ensure_base, pretrain_tasks, tokenizer_texts
 from harness.config import UNTRAINED, EnvRunConfig, EvalConfig
 from harness.runner import CellContext
+from prism_train.config import PromptConfig
 from prism_train.flops import ModelShape
 from prism_train.ledger import Ledger
 from prism_train.routers import REGISTRY as ROUTERS
@@ -288,8 +289,8 @@ class TrainingPipeline:
         recipe = BaseRecipe(env=env.name, split=env.train_split,
                             task_ids=tuple(t.task_id for t in _pretrain_tasks(env)),
                             model=asdict(self._tiny_config()), epochs=self.cfg.model.pretrain_epochs,
-                            learning_rate=self.cfg.model.pretrain_learning_rate, batch_size=self.cfg.sft.batch_size,
-                            prompt=asdict(self._prompt_config(env.name)))
+                            learning_rate=self.cfg.model.pretrain_learning_rate,
+                            batch_size=self.cfg.sft.micro_batch_size, prompt=self._prompt_config(env.name).model_dump())
 
         def play(episodes: list[Any], path: Path) -> list[dict[str, Any]]:
             return [e.to_json() for e in self._play_expert(env, episodes, path, f"{env.name}-base")]
@@ -307,7 +308,7 @@ class TrainingPipeline:
     def _probe(self, env: EnvRunConfig, seed: int, work: SharedWork, ctx: CellContext) -> dict[str, Any]:
         from prism_train.formatting import TrajectoryTokenizer
         from prism_train.modeling import load_causal_lm, load_tokenizer
-        from prism_train.probe import ProbeConfig, probe
+        from prism_train.probe import probe
 
         path = self.run.shared_dir(env.name, seed) / "probe.jsonl"
         if self._done_marker(env.name, seed, "probe").exists():
@@ -316,11 +317,9 @@ class TrainingPipeline:
         tokenizer = load_tokenizer(work.model_dir)
         model = load_causal_lm(work.model_dir)
         tokenized = TrajectoryTokenizer(tokenizer, self._prompt_config(env.name)).tokenize_all(work.trajectories)
-        normalization = "sqrt-numel" if self.cfg.probe.normalize_by_size else "none"
         ledger = Ledger(None, strategy="shared", run=f"{env.name}-seed{seed}")
-        scores = probe(model, work.trajectories, tokenized,
-                       ProbeConfig(batch_size=self.cfg.probe.batch_size, normalization=normalization),
-                       ledger=ledger, model_name=str(work.model_dir))
+        scores = probe(model, work.trajectories, tokenized, self.cfg.probe, ledger=ledger,
+                       model_name=str(work.model_dir))
         write_scores(path, scores)
         spread = _spread([score.statistics["gini"] for score in scores])
         log.info("%s seed %d: probe Gini over %d trajectories: min %.3f, quartiles %.3f / %.3f / %.3f, max %.3f",
@@ -331,24 +330,21 @@ class TrainingPipeline:
 
     # -- one cell -----------------------------------------------------------------------------------
     def _history(self, env: str) -> int | None:
-        """Past steps the prompt shows in ``env``: the environment's own setting, else the model's."""
+        """Past steps the prompt shows in ``env``: the environment's own setting, else the prompt section's."""
         own = next(e.history for e in self.cfg.envs if e.name == env)
-        return self.cfg.model.history if own == "model" else own
+        return self.cfg.prompt.history if own == "prompt" else own
 
-    def _prompt_config(self, env: str):
-        from prism_train.formatting import PromptConfig
-
-        return PromptConfig(style="react", few_shot=self.cfg.model.few_shot, history=self._history(env),
-                            grounding=self.cfg.model.grounding,
-                            max_length=self.cfg.sft.max_seq_len)
+    def _prompt_config(self, env: str) -> PromptConfig:
+        """The prompt section, with ``env``'s own history."""
+        return self.cfg.prompt.model_copy(update={"history": self._history(env)})
 
     def _policy(self, env: str, model_dir: Path, temperature: float, adapter: Path | None = None):
         """The configured generation backend serving ``model_dir`` (plus a LoRA adapter) as an agent."""
         options = {"adapter": str(adapter)} if adapter else {}
+        prompt = self._prompt_config(env)
         return make_policy(self.cfg.model.backend, model=str(model_dir), max_new_tokens=self.cfg.model.max_new_tokens,
-                           temperature=temperature, few_shot=self.cfg.model.few_shot, history=self._history(env),
-                           grounding=self.cfg.model.grounding,
-                           **options)
+                           temperature=temperature, prompt_style=prompt.style, few_shot=prompt.few_shot,
+                           history=prompt.history, grounding=prompt.grounding, **options)
 
     def _rollout_config(self, env: EnvRunConfig, source: str, capped: bool = True):
         """Rollouts of the agent use the configured step cap; the expert plays under the environment's own."""
@@ -402,43 +398,37 @@ class TrainingPipeline:
             model_dir, adapter = self._rl(env, decision.rl, model_dir, adapter, seed, ledger, ctx)
         self._evaluate(env, seed, model_dir, adapter, ledger, ctx)
 
-    def _lora(self, adapter: Path | None) -> dict[str, Any]:
-        """Trainer arguments for LoRA: keep training ``adapter`` if there is one, else start a fresh one."""
-        from prism_train.trainer import LoRAConfig
-
-        if not self.cfg.model.lora:
-            return {}
-        return {"adapter": str(adapter)} if adapter else {"lora": LoRAConfig(rank=self.cfg.model.lora_rank)}
+    def _run_fields(self, env: str, model_dir: Path, adapter: Path | None, seed: int, out: Path) -> dict[str, Any]:
+        """What a trainer is given besides its section: the model, where to write, the seed, the prompt, and
+        LoRA (keep training ``adapter`` if there is one, else start a fresh one)."""
+        lora = self.cfg.model.lora
+        fields = {"model": str(model_dir), "output_dir": str(out), "seed": seed,
+                  "prompt": self._prompt_config(env), "weights_dtype": self.cfg.model.dtype}
+        if lora is not None:
+            fields.update({"adapter": str(adapter)} if adapter else {"lora": lora})
+        return fields
 
     def _sft(self, trajectories: list[Any], model_dir: Path, seed: int, ledger: Any,
              ctx: CellContext) -> tuple[Path, Path | None]:
         from prism_train.sft import SFTConfig, SFTTrainer
 
-        s = self.cfg.sft
         ctx.phase("sft", total=len(trajectories))
-        config = SFTConfig(model=str(model_dir), output_dir=str(ctx.dir / "sft"), seed=seed,
-                           learning_rate=s.learning_rate, epochs=s.epochs, micro_batch_size=s.batch_size,
-                           grad_accum_steps=s.grad_accum, prompt=self._prompt_config(ctx.status.env), log_every=1000,
-                           weights_dtype=self.cfg.model.dtype, **self._lora(None))
+        config = SFTConfig(**self.cfg.sft.model_dump(),
+                           **self._run_fields(ctx.status.env, model_dir, None, seed, ctx.dir / "sft"))
         final = Path(SFTTrainer(config, trajectories, ledger=ledger, resume=False).train().final_dir)
-        return (model_dir, final) if self.cfg.model.lora else (final, None)
+        return (model_dir, final) if self.cfg.model.lora is not None else (final, None)
 
     def _rl(self, env: EnvRunConfig, tasks: list[Any], model_dir: Path, adapter: Path | None, seed: int,
             ledger: Any, ctx: CellContext) -> tuple[Path, Path | None]:
         from prism_train.rl import RLConfig, RLTrainer
 
-        r = self.cfg.rl
-        ctx.phase("rl", total=r.iterations)
-        config = RLConfig(model=str(model_dir), output_dir=str(ctx.dir / "rl"), seed=seed, env=env.name,
-                          learning_rate=r.learning_rate, iterations=r.iterations,
-                          tasks_per_iteration=min(r.tasks_per_iteration, len(tasks)), group_size=r.group_size,
-                          clip_eps=r.clip, kl_coef=r.kl_coef, temperature=r.temperature,
-                          max_new_tokens=self.cfg.model.max_new_tokens, max_episode_steps=env.max_steps,
+        ctx.phase("rl", total=self.cfg.rl.iterations)
+        config = RLConfig(**self.cfg.rl.model_dump(),
+                          **self._run_fields(env.name, model_dir, adapter, seed, ctx.dir / "rl"),
+                          env=env.name, max_new_tokens=self.cfg.model.max_new_tokens, max_episode_steps=env.max_steps,
                           concurrency=self.cfg.rollout_concurrency, server_url=env.server_url,
-                          env_options=dict(env.options), prompt=self._prompt_config(env.name),
-                          save_every=max(1, r.iterations),
-                          weights_dtype=self.cfg.model.dtype, **self._lora(adapter))
-        policy = self._policy(env.name, model_dir, temperature=r.temperature, adapter=adapter)
+                          env_options=dict(env.options))
+        policy = self._policy(env.name, model_dir, temperature=config.temperature, adapter=adapter)
         try:
             make_env = self._make_env(env, env.max_steps)  # the trainer's engine config: the step cap, env options
             result = RLTrainer(config, tasks, policy.backend, ledger=ledger, resume=False, make_env=make_env).train(
@@ -446,7 +436,7 @@ class TrainingPipeline:
         finally:
             policy.close()
         final = Path(result.final_dir)
-        return (model_dir, final) if self.cfg.model.lora else (final, None)
+        return (model_dir, final) if self.cfg.model.lora is not None else (final, None)
 
     def _difficulty_rollout(self, env: EnvRunConfig, work: SharedWork, ledger: Any, ctx: CellContext):
         from prism_train.rl import rollout_callback

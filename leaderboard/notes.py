@@ -25,7 +25,9 @@ GENERAL_NOTES = (
 
 def _model_description(config: dict[str, Any]) -> str:
     model = config.get("model") or {}
-    tuning = f"LoRA rank {model.get('lora_rank')}" if model.get("lora") else "full fine-tuning"
+    lora = model.get("lora")  # a section ({rank: ...}); runs before the one config tree held lora: true, lora_rank
+    rank = lora.get("rank") if isinstance(lora, dict) else model.get("lora_rank")
+    tuning = f"LoRA rank {rank}" if lora else "full fine-tuning"
     details = ", ".join(str(x) for x in (model.get("backend"), model.get("dtype"), tuning) if x)
     return f"{model.get('source', 'unknown model')} ({details})"
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import random
+import typing
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+from prism_train.config import Precision
+
+PRECISIONS = typing.get_args(Precision)
 
 
 def resolve_device(spec: str = "auto") -> torch.device:

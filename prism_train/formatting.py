@@ -14,30 +14,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from agents.policy import AgentTurn, HistoryItem, Message
 from agents.prompts import get_prompt_format
 from environments.core.trajectory import Step, Trajectory
+from prism_train.config import PromptConfig
 from prism_train.modeling import TokenizedTrajectory, TokenRow
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PromptConfig:
-    """The policy's prompt settings (must match the rollout policy's): see ``agents.prompts``.
-
-    ``max_length`` drops a step whose prompt + output exceed it (the backends refuse such prompts
-    too) rather than silently cutting its context.
-    """
-
-    style: str = "react"
-    few_shot: bool = True
-    history: int | None | str = "default"
-    max_length: int = 4096
-    grounding: str = "none"  # how the rollout policy grounds actions; does not change the tokens
 
 
 def step_output(step: Step) -> str:

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from environments.core.trajectory import Trajectory
+from prism_train.config import ProbeConfig
 from prism_train.device import autocast, synchronizer
 from prism_train.flops import PROJECTIONS, ModelShape
 from prism_train.ledger import Ledger
@@ -44,34 +45,6 @@ from prism_train.scores import ProbeScore
 log = logging.getLogger(__name__)
 
 _LAYER = re.compile(r"(?:^|\.)layers\.(\d+)\.")
-
-
-@dataclass
-class ProbeConfig:
-    """How the probe batches and what it measures.
-
-    ``batch_size`` trajectories per forward/backward, fewer when ``max_batch_tokens`` (rows × padded
-    length; ``None``: :func:`default_batch_tokens` for the model's device) would be exceeded;
-    ``projections`` the module names probed in every layer;
-    ``normalization`` of norms by matrix size before the statistics (``none``, ``numel``,
-    ``sqrt-numel``; the paper does not say, so off by default); ``precision`` of the forward pass
-    (``auto``: bf16 autocast on GPUs that have it; products are always accumulated in float32);
-    ``chunk_elements`` bounds the size of one Gram / outer-product tensor (memory, not results).
-    """
-
-    batch_size: int = 16
-    max_batch_tokens: int | None = None
-    projections: tuple[str, ...] = PROJECTIONS
-    normalization: str = "none"
-    precision: str = "auto"
-    chunk_elements: int = 1 << 27
-
-    def __post_init__(self) -> None:
-        too_few_tokens = self.max_batch_tokens is not None and self.max_batch_tokens < 1
-        if self.batch_size < 1 or too_few_tokens or self.chunk_elements < 1:
-            raise ValueError("batch_size, max_batch_tokens and chunk_elements must be positive")
-        if not self.projections:
-            raise ValueError("projections must name at least one module")
 
 
 def default_batch_tokens(device: torch.device) -> int:

@@ -46,64 +46,16 @@ from agents.tasks import plan_episodes
 from environments.core.registry import get_env_spec
 from environments.core.spec import SpecError
 from environments.core.trajectory import Trajectory, TrajectoryWriter, read_trajectories
+from prism_train.config import RLConfig
 from prism_train.device import autocast
 from prism_train.flops import ModelShape
 from prism_train.formatting import TrajectoryTokenizer
 from prism_train.ledger import Ledger
 from prism_train.modeling import TokenRow, pad_rows, target_logprobs
 from prism_train.routers import RolloutFn, Task
-from prism_train.trainer import Learner, TrainConfig, write_config
+from prism_train.trainer import Learner, write_config
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class RLConfig(TrainConfig):
-    """GRPO settings on top of :class:`~prism_train.trainer.TrainConfig`.
-
-    ``iterations`` × (``tasks_per_iteration`` tasks × ``group_size`` episodes); the rows of an
-    iteration are split into ``updates_per_iteration`` optimiser steps, taken ``epochs_per_iteration``
-    times (more than one of either makes later steps off-policy, where the clipping bites).
-    ``clip_eps`` bounds the ratio; ``kl_coef`` weighs KL to the reference (0: no reference kept).
-    The reward is the environment's outcome reward, minus ``invalid_action_penalty`` per rejected
-    action (0 by default).
-    Sampling: ``temperature`` (1.0 samples the distribution that is trained), ``top_p``,
-    ``max_new_tokens`` per action; ``max_episode_steps`` caps episodes (default: the env's own);
-    ``server_url`` plays a remote environment server; ``concurrency`` episodes run side by side;
-    ``env_options`` are the environment's engine options (observation mode, ...), as for any rollout.
-    """
-
-    env: str = "webshop"
-    learning_rate: float = 1e-6
-    iterations: int = 10
-    tasks_per_iteration: int = 8
-    group_size: int = 4
-    updates_per_iteration: int = 1
-    epochs_per_iteration: int = 1
-    micro_batch_size: int = 8
-    clip_eps: float = 0.2
-    kl_coef: float = 0.0
-    scale_rewards: bool = True
-    invalid_action_penalty: float = 0.0
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 64
-    max_episode_steps: int | None = None
-    concurrency: int = 16
-    server_url: str | None = None
-    env_options: dict[str, Any] = field(default_factory=dict)
-    save_every: int = 1
-
-    def validate(self) -> None:
-        super().validate()
-        if min(self.iterations, self.tasks_per_iteration, self.updates_per_iteration, self.epochs_per_iteration,
-               self.micro_batch_size, self.max_new_tokens, self.concurrency) < 1:
-            raise ValueError("iterations, tasks_per_iteration, updates_per_iteration, epochs_per_iteration, "
-                             "micro_batch_size, max_new_tokens and concurrency must be >= 1")
-        if self.group_size < 2:
-            raise ValueError("group_size must be >= 2: group-normalised advantages need a group")
-        if not 0 < self.clip_eps < 1 or self.kl_coef < 0 or self.invalid_action_penalty < 0:
-            raise ValueError("clip_eps must be in (0, 1); kl_coef and invalid_action_penalty >= 0")
 
 
 class RLError(RuntimeError):
@@ -282,7 +234,6 @@ class RLTrainer:
     def __init__(self, config: RLConfig, tasks: Sequence[Task], backend: LMBackend, ledger: Ledger | None = None,
                  resume: bool = True, make_env: Callable[[], Any] | None = None) -> None:
         """``make_env``: the rollout engine's environment maker (e.g. Ray actors); None plays in-process."""
-        config.validate()
         if not tasks:
             raise ValueError("RL needs at least one task")
         wrong_env = sorted({t.env for t in tasks} - {config.env})
@@ -478,7 +429,7 @@ class RLTrainer:
                      report.success_rate, len(with_signal), len(groups), report.trained_rows, loss, clip_fraction, kl,
                      policy_kl)
             self.iteration += 1
-            if self.iteration % config.save_every == 0 or self.iteration == config.iterations:
+            if (config.save_every and self.iteration % config.save_every == 0) or self.iteration == config.iterations:
                 learner.save_checkpoint(self.iteration, {"iteration": self.iteration})
             if on_iteration is not None:
                 on_iteration(report)

@@ -23,35 +23,14 @@ from pathlib import Path
 import torch
 
 from environments.core.trajectory import Trajectory
+from prism_train.config import SFTConfig
 from prism_train.device import autocast
 from prism_train.formatting import TrajectoryTokenizer
 from prism_train.ledger import Ledger
 from prism_train.modeling import TokenRow, load_tokenizer, pad_rows, target_logprobs
-from prism_train.trainer import Learner, TrainConfig, resolve_model_path, write_config
+from prism_train.trainer import Learner, resolve_model_path, write_config
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SFTConfig(TrainConfig):
-    """SFT settings on top of :class:`~prism_train.trainer.TrainConfig`.
-
-    Training runs ``epochs`` passes over the rows unless ``max_steps`` (optimiser steps) is set.
-    """
-
-    learning_rate: float = 1e-4
-    epochs: int = 1
-    max_steps: int | None = None
-    micro_batch_size: int = 4
-    grad_accum_steps: int = 1
-    bucket_size: int = 8
-
-    def validate(self) -> None:
-        super().validate()
-        if self.micro_batch_size < 1 or self.grad_accum_steps < 1 or self.bucket_size < 1 or self.epochs < 1:
-            raise ValueError("micro_batch_size, grad_accum_steps, bucket_size and epochs must be >= 1")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError("max_steps must be >= 1 when set")
 
 
 def epoch_plan(lengths: Sequence[int], config: SFTConfig, epoch: int) -> list[list[list[int]]]:
@@ -100,7 +79,6 @@ class SFTTrainer:
 
     def __init__(self, config: SFTConfig, trajectories: Sequence[Trajectory], ledger: Ledger | None = None,
                  resume: bool = True) -> None:
-        config.validate()
         self.config = config
         self.ledger = ledger or Ledger(None, strategy="sft")
         self.formatter = TrajectoryTokenizer(load_tokenizer(resolve_model_path(config.model)), config.prompt)

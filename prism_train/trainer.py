@@ -8,7 +8,6 @@ schedule, and saves and restores all of it through :mod:`prism_train.checkpoint`
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,76 +21,12 @@ from prism_train.checkpoint import (
     save_model_dir,
     write_json,
 )
+from prism_train.config import TrainConfig
 from prism_train.device import resolve_device, seed_everything, set_rng_state, synchronizer
-from prism_train.flops import PROJECTIONS, ModelShape
-from prism_train.formatting import PromptConfig
+from prism_train.flops import ModelShape
 from prism_train.modeling import load_causal_lm, load_tokenizer
 
 log = logging.getLogger(__name__)
-
-SCHEDULES = ("constant", "constant_with_warmup", "linear", "cosine")
-
-
-@dataclass
-class LoRAConfig:
-    """A LoRA adapter on the projections (``targets``): rank, scaling ``alpha``, dropout on its input."""
-
-    rank: int = 16
-    alpha: float = 32.0
-    dropout: float = 0.05
-    targets: tuple[str, ...] = PROJECTIONS
-
-
-@dataclass
-class TrainConfig:
-    """Fields every trainer shares.
-
-    ``model``: a model directory or a name prepared by ``harness models`` (``tiny-llama``,
-    ``smollm2``); ``adapter``: a LoRA adapter directory (e.g. SFT's output) to keep training;
-    ``lora``: train a fresh LoRA adapter; neither: train every weight.
-    ``precision`` is the autocast policy (``auto``: bf16 on capable GPUs, else float32) and
-    ``weights_dtype`` the dtype the weights (and so the optimiser's master copy) are kept in.
-    ``save_every`` optimiser steps a checkpoint is written (0: only at the end), the newest
-    ``keep_checkpoints`` are kept.
-    """
-
-    model: str = ""
-    output_dir: str = ""
-    adapter: str | None = None
-    lora: LoRAConfig | None = None
-    prompt: PromptConfig = field(default_factory=PromptConfig)
-    seed: int = 0
-    learning_rate: float = 1e-5
-    weight_decay: float = 0.0
-    warmup_steps: int = 0
-    lr_schedule: str = "constant"
-    max_grad_norm: float = 1.0
-    save_every: int = 0
-    keep_checkpoints: int = 2
-    log_every: int = 10
-    device: str = "auto"
-    precision: str = "auto"
-    weights_dtype: str = "float32"
-
-    def validate(self) -> None:
-        if not self.model:
-            raise ValueError("config.model is required (a model directory or a prepared model name)")
-        if not self.output_dir:
-            raise ValueError("config.output_dir is required")
-        if self.lr_schedule not in SCHEDULES:
-            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose from {', '.join(SCHEDULES)}")
-        if self.learning_rate <= 0 or self.max_grad_norm <= 0:
-            raise ValueError("learning_rate and max_grad_norm must be positive")
-        if self.save_every < 0 or self.warmup_steps < 0:
-            raise ValueError("save_every and warmup_steps must be >= 0")
-        if self.adapter and self.lora is not None:
-            raise ValueError("give either adapter (keep training it) or lora (a fresh adapter), not both; "
-                             "merge an adapter into its model first to put a fresh one on top")
-        if self.lora is not None and (self.lora.rank < 1 or not self.lora.targets):
-            raise ValueError("LoRA needs rank >= 1 and at least one target module")
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def write_config(config: TrainConfig) -> None:
@@ -114,7 +49,6 @@ class Learner:
     """
 
     def __init__(self, config: TrainConfig, total_steps: int, resume: bool = True) -> None:
-        config.validate()
         self.config = config
         self.total_steps = total_steps
         self.device = resolve_device(config.device)

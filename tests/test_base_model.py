@@ -23,7 +23,7 @@ def _recipe(**changes) -> BaseRecipe:
                         task_ids=tuple(t.task_id for t in pretrain_tasks("webshop", "train", 4)),
                         model=asdict(TinyModelConfig(vocab_size=400, hidden_size=32, intermediate_size=64)),
                         epochs=1, learning_rate=3e-3, batch_size=8,
-                        prompt=asdict(PromptConfig(few_shot=False, history=0, max_length=2048)))
+                        prompt=PromptConfig(few_shot=False, history=0, max_length=2048).model_dump())
     return replace(recipe, **changes)
 
 

@@ -107,7 +107,7 @@ def test_batches_are_longest_first_and_bounded_by_size_and_tokens():
     assert list(probe_batches(samples, batch_size=8, max_tokens=100)) == [[5], [1], [3, 2], [4, 0]]
     assert list(probe_batches(samples, batch_size=8, max_tokens=10)) == [[i] for i in (5, 1, 3, 2, 4, 0)]
     assert default_batch_tokens(torch.device("cpu")) < default_batch_tokens(torch.device("cuda"))
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match="max_batch_tokens"):
         ProbeConfig(max_batch_tokens=0)
 
 
@@ -200,14 +200,16 @@ def test_cli_probe_writes_scores_for_every_trajectory(tiny_model_dir, tmp_path):
     trajectories = short_trajectories()
     with TrajectoryWriter(tmp_path / "expert.jsonl") as writer:
         writer.write_all(trajectories)
+    (tmp_path / "probe.yaml").write_text("batch_size: 5\nprompt: {few_shot: false, history: 1}\n")
     args = ["probe", str(tmp_path / "expert.jsonl"), "--model", str(tiny_model_dir), "--out",
-            str(tmp_path / "scores.jsonl"), "--no-few-shot", "--history", "1", "--max-length", "1024",
-            "--batch-size", "5", "--ledger", str(tmp_path / "ledger.jsonl"), "--strategy", "prism-gini"]
-    result = CliRunner().invoke(app, args)
+            str(tmp_path / "scores.jsonl"), "-c", str(tmp_path / "probe.yaml"), "-s", "prompt.max_length=1024"]
+    result = CliRunner().invoke(app, [*args, "--ledger", str(tmp_path / "ledger.jsonl"), "--strategy", "prism-gini"])
     assert result.exit_code == 0, result.output
     scores = read_scores(tmp_path / "scores.jsonl")
     assert list(scores) == [t.id for t in trajectories] and all(s.model == str(tiny_model_dir)
                                                                   for s in scores.values())
     assert [e.phase for e in read_ledger(tmp_path / "ledger.jsonl")] == ["probe"]
-    too_short = CliRunner().invoke(app, [*args[:-8], "--max-length", "20"])
+    too_short = CliRunner().invoke(app, [*args, "-s", "prompt.max_length=20"])
     assert too_short.exit_code == 2 and "no step within max_length=20" in too_short.output
+    typo = CliRunner().invoke(app, [*args, "-s", "batch_sise=4"])
+    assert typo.exit_code == 2 and "batch_sise: unknown field" in typo.output

@@ -38,9 +38,9 @@ def warm_model(tiny_model_dir, tmp_path_factory):
 
 
 def _rl_config(model, out, **overrides):
+    from prism_train.config import LoRAConfig
     from prism_train.formatting import PromptConfig
     from prism_train.rl import RLConfig
-    from prism_train.trainer import LoRAConfig
 
     fields = {"model": str(model), "output_dir": str(out), "prompt": PromptConfig(**PROMPT), "iterations": 2,
               "tasks_per_iteration": 2, "group_size": 4, "max_new_tokens": 96, "max_episode_steps": 1,
@@ -157,7 +157,7 @@ def test_bad_rl_setups_are_refused(tiny_model_dir, tmp_path):
     from prism_train.routers import Task
 
     with pytest.raises(ValueError, match="group_size"):
-        _rl_config(tiny_model_dir, tmp_path, group_size=1).validate()
+        _rl_config(tiny_model_dir, tmp_path, group_size=1)
     with pytest.raises(RLError, match="not in the webshop 'all' split"):
         env_tasks([Task("webshop", "goal-99999999", split="all")])
     with pytest.raises(ValueError, match="tasks come from"):
@@ -204,7 +204,7 @@ def test_lora_dropout_is_off_in_grpo_so_the_on_policy_ratio_is_exactly_one(warm_
     """With LoRA dropout 0.5 on an adapter that is not zero, the first (on-policy) update's ratios are all
     exactly 1: the old log-probs and the surrogate see the same, dropout-free network."""
     from agents.backends.hf import TransformersBackend
-    from prism_train.trainer import LoRAConfig
+    from prism_train.config import LoRAConfig
 
     config = _rl_config(warm_model, tmp_path, iterations=1, lora=LoRAConfig(rank=8, dropout=0.5),
                         micro_batch_size=1)  # one row per pass: the same shapes in both passes

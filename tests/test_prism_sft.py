@@ -29,8 +29,8 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_weights(tiny_model_dir,
     """Train 6 steps straight; train again, crash at step 5 (checkpoint at 4), resume: same weights and losses.
     An epoch is 4 steps here, so the resumed run also crosses into a new epoch's data order; the LoRA
     case has dropout on, so the RNG state has to be restored too."""
+    from prism_train.config import LoRAConfig
     from prism_train.sft import SFTTrainer
-    from prism_train.trainer import LoRAConfig
 
     trajectories = short_trajectories()
     lora_config = LoRAConfig(**lora) if lora else None
@@ -88,9 +88,9 @@ def test_the_loss_covers_action_tokens_only_and_accumulation_equals_one_big_batc
 
 def test_lora_trains_the_adapter_only_and_the_backend_loads_it(tiny_model_dir, tmp_path):
     from agents.backends.hf import TransformersBackend
+    from prism_train.config import LoRAConfig
     from prism_train.modeling import load_causal_lm
     from prism_train.sft import SFTTrainer
-    from prism_train.trainer import LoRAConfig
 
     trainer = SFTTrainer(_config(tiny_model_dir, tmp_path / "lora", lora=LoRAConfig(rank=4), max_steps=2,
                                  save_every=0), short_trajectories())
@@ -106,21 +106,20 @@ def test_lora_trains_the_adapter_only_and_the_backend_loads_it(tiny_model_dir, t
 
 
 def test_config_errors_are_clear(tiny_model_dir, tmp_path):
-    from prism_train.config import ConfigError, config_from_dict
-    from prism_train.sft import SFTConfig, SFTTrainer
-    from prism_train.trainer import LoRAConfig
+    from prism_train.config import ConfigError, LoRAConfig, SFTConfig, load_config
+    from prism_train.sft import SFTTrainer
 
-    with pytest.raises(ConfigError, match="unknown field.*learning_rat"):
-        config_from_dict(SFTConfig, {"learning_rat": 1e-3})
-    with pytest.raises(ConfigError, match=r"config.lora.rank: expected int"):
-        config_from_dict(SFTConfig, {"lora": {"rank": "big"}})
-    built = config_from_dict(SFTConfig, {"model": "m", "output_dir": "o", "lora": {"rank": 8, "targets": ["q_proj"]},
-                                         "prompt": {"history": 2}})
+    with pytest.raises(ConfigError, match=r"(?s)lora.rank: Input should be a valid int.*learning_rat: unknown field"):
+        load_config(SFTConfig, {"model": "m", "output_dir": "o", "learning_rat": 1e-3, "lora": {"rank": "big"}})
+    with pytest.raises(ConfigError, match="output_dir: Field required"):
+        load_config(SFTConfig, {"model": "m"})
+    built = load_config(SFTConfig, {"model": "m", "output_dir": "o", "lora": {"rank": 8, "targets": ["q_proj"]},
+                                    "prompt": {"history": 2}})
     assert built.lora == LoRAConfig(rank=8, targets=("q_proj",)) and built.prompt.history == 2
     with pytest.raises(ValueError, match="lr_schedule"):
-        SFTTrainer(_config(tiny_model_dir, tmp_path, lr_schedule="exotic"), short_trajectories())
+        _config(tiny_model_dir, tmp_path, lr_schedule="exotic")
     with pytest.raises(ValueError, match="either adapter"):
-        _config(tiny_model_dir, tmp_path, adapter=str(tmp_path), lora=LoRAConfig()).validate()
+        _config(tiny_model_dir, tmp_path, adapter=str(tmp_path), lora=LoRAConfig())
     empty = [dataclasses.replace(short_trajectories()[0], steps=[])]
     with pytest.raises(ValueError, match="no trainable rows"):
         SFTTrainer(_config(tiny_model_dir, tmp_path), empty)
@@ -153,4 +152,4 @@ def test_cli_trains_the_routed_sft_set_and_writes_the_ledger(tiny_model_dir, tmp
     assert entry.meta["rows"] == sum(len(t.steps) for t in decision.sft)
     bad = CliRunner().invoke(app, ["train", "sft", "-t", str(tmp_path / "expert.jsonl"), "-s", "epochs=zero",
                                    "--model", str(tiny_model_dir), "--out", str(tmp_path / "bad")])
-    assert bad.exit_code == 2 and "config.epochs: expected int" in bad.output
+    assert bad.exit_code == 2 and "epochs: Input should be a valid integer" in bad.output

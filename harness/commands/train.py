@@ -1,8 +1,9 @@
 """``harness train sft|rl|cost`` and ``harness probe``: the prism_train trainers over files on disk.
 
-Configs are YAML/TOML/JSON files holding the fields of ``prism_train.sft.SFTConfig`` /
-``prism_train.rl.RLConfig`` (nested ``lora:`` and ``prompt:`` sections), overridden with
-``--set key.path=value``; ``--model`` and ``--out`` are shortcuts for the two fields every run needs.
+Configs are YAML/TOML/JSON files holding the fields of ``prism_train.config.SFTConfig`` /
+``RLConfig`` / ``ProbeRunConfig`` (nested ``lora:`` and ``prompt:`` sections; the classes ``harness eval``
+composes too), overridden with ``--set key.path=value``; ``--model`` (and for training ``--out``) are
+shortcuts for the fields every run needs.
 """
 
 from __future__ import annotations
@@ -35,9 +36,8 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _load(cls: type, config: Path | None, overrides: list[str] | None, model: str | None, out: Path | None) -> Any:
-    from harness.config import ConfigError as FileError
-    from harness.config import apply_overrides, read_config_file
-    from prism_train.config import ConfigError, config_from_dict
+    from harness.config import ConfigError, apply_overrides, read_config_file
+    from prism_train.config import load_config
 
     try:
         raw = apply_overrides(read_config_file(config) if config else {}, overrides or [])
@@ -45,9 +45,8 @@ def _load(cls: type, config: Path | None, overrides: list[str] | None, model: st
             raw["model"] = model
         if out:
             raw["output_dir"] = str(out)
-        cfg = config_from_dict(cls, raw)
-        cfg.validate()
-    except (FileError, ConfigError, ValueError) as exc:
+        cfg = load_config(cls, raw, str(config) if config else "--set/--model/--out")
+    except ConfigError as exc:
         raise _fail(str(exc)) from None
     return cfg
 
@@ -147,50 +146,41 @@ def rl(
 
 def probe(
     trajectories: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Trajectories (JSONL).")],
-    model: Annotated[str, typer.Option(help="The initial model (directory or prepared name).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Scores file to write (JSONL).")],
-    batch_size: Annotated[int, typer.Option(help="Trajectories per forward/backward.")] = 16,
-    max_batch_tokens: Annotated[int | None, typer.Option(
-        help="Rows x padded length per batch (default: 4096 on a CPU, 65536 on a GPU).")] = None,
-    normalization: Annotated[str, typer.Option(help="Norm normalisation: none, numel, sqrt-numel.")] = "none",
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    model: ModelOpt = None,
     method: Annotated[str, typer.Option(help="batched (one pass per batch) or naive (reference).")] = "batched",
-    prompt_style: Annotated[str, typer.Option(help="The policy's prompt style.")] = "react",
-    few_shot: Annotated[bool, typer.Option(help="The policy's prompt shows a worked example.")] = True,
-    history: Annotated[str, typer.Option(help="Past steps shown: a number, 'all', 'default'.")] = "default",
-    max_length: Annotated[int, typer.Option(help="Steps longer than this many tokens are left out.")] = 4096,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 ...")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto (bf16 on capable GPUs), float32, bfloat16.")] = "auto",
     ledger: LedgerOpt = None,
     strategy: StrategyOpt = "probe",
 ) -> None:
-    """The PRISM probe: per-trajectory gradient norms of every projection matrix of the frozen model."""
+    """The PRISM probe: per-trajectory gradient norms of every projection matrix of the frozen model.
+
+    The config holds the fields of prism_train.config.ProbeRunConfig (batch_size, normalization, ...,
+    model, device and a prompt: section), e.g. -s batch_size=4 -s prompt.history=2.
+    """
     from environments.core.trajectory import read_trajectories
+    from prism_train.config import ProbeRunConfig
     from prism_train.device import resolve_device
-    from prism_train.formatting import PromptConfig, TrajectoryTokenizer
+    from prism_train.formatting import TrajectoryTokenizer
     from prism_train.modeling import load_causal_lm, load_tokenizer
-    from prism_train.probe import ProbeConfig
     from prism_train.probe import probe as run_probe
     from prism_train.scores import write_scores
     from prism_train.trainer import resolve_model_path
 
-    history_value: int | str | None = {"all": None, "default": "default"}.get(history, history)
+    cfg = _load(ProbeRunConfig, config, set_, model, None)
     try:
-        if isinstance(history_value, str) and history_value != "default":
-            history_value = int(history_value)
-        prompt = PromptConfig(prompt_style, few_shot, history_value, max_length)
-        config = ProbeConfig(batch_size=batch_size, max_batch_tokens=max_batch_tokens, normalization=normalization,
-                             precision=precision)
-        path = resolve_model_path(model)
+        path = resolve_model_path(cfg.model)
         tokenizer = load_tokenizer(path)
-        lm = load_causal_lm(path, device=resolve_device(device))
+        lm = load_causal_lm(path, device=resolve_device(cfg.device))
         trajs = list(read_trajectories(trajectories))
-        tokenized = TrajectoryTokenizer(tokenizer, prompt).tokenize_all(trajs)
+        tokenized = TrajectoryTokenizer(tokenizer, cfg.prompt).tokenize_all(trajs)
         empty = [t.id for t in tokenized if t.n_targets == 0]
         if empty:
-            raise ValueError(f"{len(empty)} trajectories have no step within max_length={max_length}, "
-                             f"e.g. {empty[:3]}; raise --max-length or shorten the prompt")
-        scores = run_probe(lm, trajs, tokenized, config, ledger=_ledger(ledger, strategy), method=method,
-                           model_name=str(model))
+            raise ValueError(f"{len(empty)} trajectories have no step within max_length={cfg.prompt.max_length}, "
+                             f"e.g. {empty[:3]}; raise prompt.max_length or shorten the prompt")
+        scores = run_probe(lm, trajs, tokenized, cfg, ledger=_ledger(ledger, strategy), method=method,
+                           model_name=cfg.model)
     except (ValueError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
     write_scores(out, scores)

@@ -7,7 +7,7 @@ TINY = {
     "strategies": ["sft-only", "random", "prism-gini"],
     "seeds": [0],
     "model": {"source": "tiny", "tiny_hidden_size": 32, "tiny_vocab_size": 512, "max_new_tokens": 8},
-    "sft": {"epochs": 1, "batch_size": 4},
+    "sft": {"epochs": 1, "micro_batch_size": 4},
     "rl": {"iterations": 1, "tasks_per_iteration": 1, "group_size": 2},
     "torch_threads": 1,
     "rollout_concurrency": 4,
