@@ -58,14 +58,19 @@ RENAMED = {
 
 
 def _section_doc(cls: type[Section], name: str) -> str:
+    """A section's description: its class's, plus the defaults harness eval sets differently."""
     changed = ", ".join(f"{key} {value}" for key, value in EVAL_DEFAULTS.get(name, {}).items())
     own = f" Defaults are the trainers' (prism_train/config.py) except {changed}." if changed else ""
     return f"{(cls.__doc__ or '').strip()}{own}"
 
 
 def _refuse_renamed(raw: dict[str, Any]) -> None:
-    found = [f"{old} is now {new}" for old, new in RENAMED.items()
-             if isinstance(raw.get(old.split(".")[0]), dict) and old.split(".")[1] in raw[old.split(".")[0]]]
+    """Name the new field of every renamed one ``raw`` still uses (an old config must not half-apply)."""
+    found = []
+    for old, new in RENAMED.items():
+        section, field = old.split(".")
+        if isinstance(raw.get(section), dict) and field in raw[section]:
+            found.append(f"{old} is now {new}")
     if isinstance(raw.get("model"), dict) and isinstance(raw["model"].get("lora"), bool):
         found.append("model.lora is now a section: {rank: 16} trains LoRA adapters, null (the default) every weight")
     if found:
