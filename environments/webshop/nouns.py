@@ -6,20 +6,26 @@ changes rewards, so every reward records the tagger's name, and others can be re
 
 A tagger returns the lowercased text of every token tagged NOUN or PROPN, in order and with repeats
 (the original divides by that list's length). Results are cached per string: the same 1,000
-product names are tagged over and over. A server tags them all in batches before serving
-(:meth:`SpacyNounTagger.tag_ahead`): one at a time they cost ~5 ms each, a fifth of a fresh server's
-time under load, and in batches ~0.6 ms each, with the same tags.
+product names are tagged over and over. A server knows them all before serving
+(:meth:`SpacyNounTagger.tag_ahead`): tagged one at a time they cost ~5 ms each, a fifth of a fresh
+server's time under load; they are tagged in batches (the same tags, ~2x less CPU) once per pipeline
+version and machine and kept in the cache directory.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import threading
 from collections.abc import Callable, Iterable
 from functools import cache
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
+
+from foundation.data import cache_dir
+from foundation.jsonl import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -77,17 +83,55 @@ class SpacyNounTagger:
         return self._remember(text, doc)
 
     def tag_ahead(self, texts: Iterable[str]) -> None:
-        """Tag the strings not seen yet in batches (spaCy's ``pipe``: the same tags as one at a time)."""
-        todo = sorted(set(texts).difference(self._cache))
+        """Know the nouns of ``texts`` before they are asked for: those this pipeline has tagged before
+        from its file in the cache directory, the rest tagged in batches (spaCy's ``pipe``: the same
+        tags as one at a time, ~2x less CPU each) and added to that file."""
+        wanted = set(texts)
+        store = self._store_path()
+        stored = _read_store(store)
+        self._cache.update((text, tuple(stored[text])) for text in wanted.intersection(stored))
+        todo = sorted(wanted.difference(self._cache))
+        if not todo:
+            return
         with self._lock:
             for text, doc in zip(todo, self._nlp.pipe(todo, batch_size=256), strict=True):
-                self._remember(text, doc)
+                stored[text] = list(self._remember(text, doc))
+        write_json_atomic(store, stored)
+        log.info("noun tagger %s: %d names tagged and stored in %s", self.name, len(todo), store)
+
+    def _store_path(self) -> Path:
+        """One file per pipeline and version: another model or spaCy release never reads these tags."""
+        meta = self._nlp.meta
+        name = f"{meta['lang']}_{meta['name']}-{meta['version']}-spacy{_spacy_version()}.json"
+        return cache_dir() / "noun-tags" / name
 
     def _remember(self, text: str, doc: Any) -> tuple[str, ...]:
         nouns = tuple(token.text.lower() for token in doc if token.pos_ in NOUN_TAGS)
         if len(self._cache) < CACHE_SIZE:  # bounded; past it (no catalogue comes close) strings are retagged
             self._cache[text] = nouns
         return nouns
+
+
+def _read_store(path: Path) -> dict[str, list[str]]:
+    """The stored tags, or none when the file is missing or unreadable (they are tagged again)."""
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring the stored noun tags in %s: %s", path, exc)
+        return {}
+    valid = isinstance(stored, dict) and all(
+        isinstance(nouns, list) and all(isinstance(noun, str) for noun in nouns) for nouns in stored.values()
+    )
+    if not valid:
+        log.warning("ignoring the stored noun tags in %s: not a mapping of strings to lists of strings", path)
+        return {}
+    return stored
+
+
+def _spacy_version() -> str:
+    return _import_spacy().__version__
 
 
 def _import_spacy() -> ModuleType:
