@@ -4,6 +4,7 @@ for function-local imports (only to defer something heavy; see docs/architecture
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 import tomllib
@@ -101,6 +102,13 @@ def test_every_installed_package_has_a_layer():
     installed = {p.rstrip("*") for p in PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]}
     layers = next(c for c in PYPROJECT["tool"]["importlinter"]["contracts"] if c["type"] == "layers")["layers"]
     assert installed == set(PACKAGES) == set(layers)
+
+
+def test_the_container_images_carry_every_installed_package():
+    """The images install the project from the packages the Containerfile copies: one left out is an image
+    whose server dies at start with ModuleNotFoundError."""
+    copied = set(re.findall(r"^COPY (\w+) /src/\1$", (REPO / "containers" / "Containerfile").read_text(), re.M))
+    assert copied == set(PACKAGES)
 
 
 def test_foundation_needs_only_the_standard_library():
