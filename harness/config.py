@@ -260,7 +260,7 @@ def validate_config(raw: dict[str, Any], origin: str = "config") -> EvalConfig:
     return load_config(EvalConfig, raw, origin)
 
 
-PRESETS = ("default", "study", "paper")
+PRESETS = ("default", "study", "select", "paper")
 
 
 def preset_raw(name: str) -> dict[str, Any]:

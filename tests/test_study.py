@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from agents.tasks import split_tasks
 from foundation.records import RunDir
 from harness.config import BUILTIN_STRATEGIES, load_eval_config
 
@@ -49,6 +50,24 @@ def test_the_study_preset_validates_end_to_end():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 environments × 12 strategies × 5 seeds = 120 cells" in result.stdout
     assert "pretrained once per environment" in result.stdout
+
+
+def test_step_sizes_are_chosen_on_a_dev_split_that_no_cell_trains_on_and_no_evaluation_plays():
+    select = load_eval_config(preset="select")
+    dev = select.envs[0]
+    assert (dev.name, dev.eval_splits, select.strategies) == ("webshop", ["dev"], ["sft-only", "rl-only"])
+    for preset in ("default", "study"):  # it trains what the comparison trains, with the values it then uses
+        cfg = load_eval_config(preset=preset)
+        env = next(e for e in cfg.envs if e.name == "webshop")
+        assert (env.train_split, env.train_tasks, env.pretrain_tasks) == (dev.train_split, dev.train_tasks,
+                                                                           dev.pretrain_tasks)
+        assert (cfg.model, cfg.prompt, cfg.sft, cfg.rl) == (select.model, select.prompt, select.sft, select.rl)
+        assert "dev" not in {split for e in cfg.envs for split in e.eval_splits}
+    dev_goals = {t.task_id for t in split_tasks("webshop", "dev")}
+    assert not dev_goals & {t.task_id for t in split_tasks("webshop", "test")}
+    result = _harness("eval", "--preset", "select", "--dry-run", cache=Path.home() / ".cache" / "prism-harness")
+    assert result.returncode == 0, result.stdout + result.stderr  # the plan refuses dev goals among training tasks
+    assert "evaluation on dev (200 episodes)" in result.stdout
 
 
 def _pretrain_marker(run: RunDir) -> dict:

@@ -61,7 +61,7 @@ def _ray_facts(cfg: EvalConfig, envs: RayEnvProviders | None) -> dict[str, Any] 
 
 def eval_command(
     config: Path = typer.Option(None, "--config", "-c", help="YAML/TOML config file (default: the embedded default)."),
-    preset: str = typer.Option(None, help="A built-in preset instead of a file: default, study, paper."),
+    preset: str = typer.Option(None, help="A built-in preset instead of a file: default, study, select, paper."),
     set_: list[str] = typer.Option([], "--set", "-s", help="Override a field: -s sft.epochs=2 -s envs.0.train_tasks=8"),
     run_dir: Path = typer.Option(None, help="Run directory (default: OUTPUT_DIR/NAME; an existing one is resumed)."),
     fresh: bool = typer.Option(False, help="Discard an existing run directory and start over."),
