@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from foundation.records import RunDir
+from harness.config import validate_config
 from tests.helpers.eval_configs import TINY
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,6 +74,10 @@ def test_eval_survives_kill_9_and_resumes_without_double_counting(tmp_path):
     assert len(attempts) == 2 and all(attempt["ray"] is None for attempt in attempts)
     routing = json.loads((run.cell_dir("webshop__prism-gini__seed0") / "routing.json").read_text())
     assert routing["sft_count"] + routing["rl_count"] >= 2 and "probe" in routing["shared_phases"]
+    cfg = validate_config(TINY)  # the trainer ran with the config's sections as they are (one config tree)
+    trained = json.loads((run.cell_dir("webshop__sft-only__seed0") / "sft" / "config.json").read_text())
+    sft = cfg.sft.model_dump(mode="json")
+    assert {key: trained[key] for key in sft} == sft and trained["prompt"] == cfg.prompt.model_dump(mode="json")
 
 
 def test_every_alfworld_cell_and_phase_of_a_run_plays_on_one_worker_pool(tmp_path):
@@ -94,7 +99,6 @@ def test_every_alfworld_cell_and_phase_of_a_run_plays_on_one_worker_pool(tmp_pat
 
 def test_same_dir_different_config_is_refused(tmp_path):
     run_dir = tmp_path / "run"
-    from harness.config import validate_config
     from harness.runs import RunDirError, open_run
 
     cfg = validate_config(TINY)

@@ -41,6 +41,7 @@ def test_the_eval_config_composes_the_trainers_classes():
 
 def test_every_trainer_setting_is_reachable_from_harness_eval(tmp_path):
     """Each field of the SFT and GRPO settings and of the probe set with -s reaches the trainer's config."""
+    from foundation.records import RunDir
     from harness.pipeline import TrainingPipeline
     from prism_train.config import RLConfig, SFTConfig
 
@@ -49,10 +50,10 @@ def test_every_trainer_setting_is_reachable_from_harness_eval(tmp_path):
                  "rl.updates_per_iteration=2", "rl.scale_rewards=false", "rl.invalid_action_penalty=0.1",
                  "probe.normalization=sqrt-numel", "probe.max_batch_tokens=512", "prompt.style=verl",
                  "model.lora.rank=4", "model.lora.dropout=0.0"]
-    cfg = load_eval_config(overrides=overrides)
-    pipeline = TrainingPipeline.__new__(TrainingPipeline)
-    pipeline.cfg = cfg
+    cfg = load_eval_config(overrides=[*overrides, "torch_threads=1"])
+    pipeline = TrainingPipeline(cfg, RunDir(tmp_path / "run"))
     fields = pipeline._run_fields("webshop", tmp_path / "base", None, 3, tmp_path / "sft")
+    pipeline.close()
     sft = SFTConfig(**cfg.sft.model_dump(), **fields)
     rl = RLConfig(**cfg.rl.model_dump(), **fields)
     assert (sft.weight_decay, sft.lr_schedule, sft.warmup_steps, sft.bucket_size, sft.grad_accum_steps,
