@@ -71,6 +71,9 @@ def _refuse_renamed(raw: dict[str, Any]) -> None:
         section, field = old.split(".")
         if isinstance(raw.get(section), dict) and field in raw[section]:
             found.append(f"{old} is now {new}")
+    envs = raw.get("envs") if isinstance(raw.get("envs"), list) else []
+    found += [f"envs.{i}.history 'model' is now 'prompt' (prompt.history)" for i, env in enumerate(envs)
+              if isinstance(env, dict) and env.get("history") == "model"]
     if isinstance(raw.get("model"), dict) and isinstance(raw["model"].get("lora"), bool):
         found.append("model.lora is now a section: {rank: 16} trains LoRA adapters, null (the default) every weight")
     if found:

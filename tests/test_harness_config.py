@@ -83,8 +83,8 @@ def test_eval_defaults_are_unchanged_and_partial_sections_keep_them():
 def test_renamed_and_bad_fields_are_errors_that_name_them():
     with pytest.raises(ConfigError, match=r"sft.batch_size is now sft.micro_batch_size.*rl.clip is now rl.clip_eps"):
         load_eval_config(overrides=["sft.batch_size=4", "rl.clip=0.1"])
-    with pytest.raises(ConfigError, match=r"model.lora is now a section"):
-        load_eval_config(overrides=["model.lora=true"])
+    with pytest.raises(ConfigError, match=r"envs.1.history 'model' is now 'prompt'.*model.lora is now a section"):
+        load_eval_config(overrides=["model.lora=true", "envs.1.history=model"])
     with pytest.raises(ConfigError, match=r"(?s)sft.bucket_sise: unknown field.*rl.clip_eps: Input should be less"):
         load_eval_config(overrides=["rl.clip_eps=1.5", "sft.bucket_sise=2"])
 
