@@ -472,7 +472,8 @@ class TrainingPipeline:
                     EpisodeResult(env=env.name, strategy=ctx.status.strategy, seed=seed, split=split,
                                   task_id=t.task_id, reward=t.reward, success=t.success, steps=len(t.steps),
                                   task_type=str((t.metadata.get("reset_info") or {}).get("task_type", "")),
-                                  reward_rule=str((t.metadata.get("reset_info") or {}).get("reward_rule", ""))).to_json()
+                                  reward_rule=str((t.metadata.get("reset_info") or {}).get("reward_rule", ""))
+                                  ).to_json()
                     for t in trajectories
                 ])
         finally:
