@@ -26,6 +26,13 @@ def test_every_field_of_the_eval_config_is_documented():
     assert _undocumented(EvalConfig) == []
 
 
+def test_every_field_of_the_trainers_configs_is_documented():
+    """What `harness train` and `harness probe` read, including the run's own fields the eval config fills in."""
+    from prism_train.config import ProbeRunConfig, RLConfig, SFTConfig
+
+    assert [_undocumented(cls) for cls in (SFTConfig, RLConfig, ProbeRunConfig)] == [[], [], []]
+
+
 def test_the_eval_config_composes_the_trainers_classes():
     """One tree: the eval config's trainer sections are the trainers' own classes, so nothing is declared twice."""
     from prism_train.config import LoRAConfig, ProbeConfig, PromptConfig, RLSettings, SFTSettings
