@@ -2,9 +2,9 @@
 
 Every field is declared once, here, and documented where it is declared. ``harness eval`` composes
 these same classes into its config (``harness/config.py``: its ``probe``, ``sft``, ``rl``, ``prompt``
-sections and ``model.lora``), and ``harness train sft|rl`` reads :class:`SFTConfig` / :class:`RLConfig`
-from files. Unknown keys are errors (a typo must not silently fall back to a default), and
-:func:`load_config` names every bad field by its dotted path.
+sections and ``model.lora``), and ``harness train sft|rl`` and ``harness probe`` read :class:`SFTConfig`,
+:class:`RLConfig` and :class:`ProbeRunConfig` from files. Unknown keys are errors (a typo must not
+silently fall back to a default), and :func:`load_config` names every bad field by its dotted path.
 
 A trainer's config is its *settings* (:class:`SFTSettings`, :class:`RLSettings`: what a user tunes,
 the sections of an eval config) plus the fields of *one run* (:class:`TrainRun`, :class:`RLRun`: the
