@@ -2,8 +2,8 @@
 
 The observations are defined by BeautifulSoup's tree (which strings it makes, their parents, what
 ``get_text`` joins), but building that tree cost a server ~2.5 ms per page, a third of its time under
-load. :func:`read_markup` walks the markup once with the standard library parser's own patterns for
-tags and attributes and applies the tree builder's rules directly:
+load. :func:`read_markup` walks the markup once, one regular expression per token built from
+``html.parser``'s patterns for tags and attributes, and applies the tree builder's rules directly:
 
 * text between two markup tokens is one string, its character references resolved; a string of
   ASCII whitespace only becomes ``"\\n"`` if it holds a newline and ``" "`` otherwise (not inside
@@ -15,7 +15,8 @@ tags and attributes and applies the tree builder's rules directly:
 
 It covers the markup the shop's templates produce (text and attribute values escaped, so every
 ``&`` starts a complete character reference); ``tests/test_webshop_markup.py`` checks it against
-BeautifulSoup on every page of the catalogue.
+BeautifulSoup on the rules' edge cases and on samples of the catalogue's pages (it matched on all
+8,101 item, sub-, done, results and search pages when written).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ start tag (html.parser's ``locatestarttagend_tolerant`` followed by ``>`` or ``/
 _ATTRIBUTE = re.compile(r"""((?<=['"\s/])[^\s/>][^\s/=>]*)(\s*=+\s*('[^']*'|"[^"]*"|(?!['"])[^>\s]*))?""")
 """html.parser's ``attrfind_tolerant`` without its trailing separators."""
 _RAW_TEXT_END = {name: re.compile(rf"</\s*{name}\s*>", re.IGNORECASE) for name in _RAW_TEXT}
+
 
 @dataclass(eq=False, slots=True)
 class Element:
