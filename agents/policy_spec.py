@@ -6,6 +6,7 @@ both build on it without importing each other in a circle.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -20,3 +21,8 @@ class PolicySpec:
     description: str
     make: Callable[..., Policy]
     options: Mapping[str, str] = field(default_factory=dict)
+
+    def required_options(self) -> list[str]:
+        """The options ``make`` cannot do without (keyword-only, no default)."""
+        return [p.name for p in inspect.signature(self.make).parameters.values()
+                if p.default is inspect.Parameter.empty and p.kind is p.KEYWORD_ONLY]

@@ -5,7 +5,6 @@ in :data:`REGISTRY` (the one plugin rule of :mod:`foundation.registry`).
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 from agents.policy import Policy
@@ -55,8 +54,7 @@ def make_policy(name: str, **options: Any) -> Policy:
     if unknown:
         accepted = ", ".join(sorted(spec.options)) or "none"
         raise ValueError(f"policy {name!r} does not take option(s) {', '.join(unknown)}; it takes: {accepted}")
-    missing = [p.name for p in inspect.signature(spec.make).parameters.values()
-               if p.default is inspect.Parameter.empty and p.kind is p.KEYWORD_ONLY and p.name not in options]
+    missing = [option for option in spec.required_options() if option not in options]
     if missing:
         raise ValueError(f"policy {name!r} needs option(s) {', '.join(missing)}")
     return spec.make(**options)

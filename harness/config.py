@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, field_validator, model_validator
 
+from agents.registry import UnknownPolicyError, get_policy_spec
 from foundation.errors import ConfigError
 from prism_train.config import (
     LoRAConfig,
@@ -98,7 +99,21 @@ class ModelConfig(Section):
                                  "data of an environment's pretraining split (envs.N.pretrain_tasks).")
     pretrain_learning_rate: float = Field(3e-3, gt=0, description="Learning rate of that pretraining.")
     max_new_tokens: int = Field(48, ge=1, description="Generation budget per action (evaluation and GRPO).")
-    server_url: str | None = Field(None, description="OpenAI-compatible server for the 'openai'/'vllm' backends.")
+
+    @field_validator("backend")
+    @classmethod
+    def _backend_loads_the_trained_weights(cls, value: str) -> str:
+        """Every cell serves the weights it has just trained, so the backend must load a model directory."""
+        try:
+            spec = get_policy_spec(value)
+        except UnknownPolicyError as exc:
+            raise ValueError(str(exc)) from None
+        others = sorted(set(spec.required_options()) - {"model"})
+        if "model" not in spec.options or others:
+            needs = f"needs {', '.join(others)}" if others else "takes no model directory"
+            raise ValueError(f"backend {value!r} {needs}: harness eval serves the weights each cell trains, so "
+                             "its backend must load a model directory (e.g. transformers, vllm)")
+        return value
 
 
 class EnvRunConfig(Section):

@@ -96,6 +96,17 @@ def test_renamed_and_bad_fields_are_errors_that_name_them():
         load_eval_config(overrides=["rl.clip_eps=1.5", "sft.bucket_sise=2"])
 
 
+def test_a_backend_that_cannot_serve_the_trained_weights_is_refused():
+    """Each cell evaluates the weights it trained, so a backend that talks to a running server is no fit."""
+    with pytest.raises(ConfigError, match=r"model.backend.*'openai' needs base_url.*model directory"):
+        load_eval_config(overrides=["model.backend=openai"])
+    with pytest.raises(ConfigError, match=r"model.backend.*unknown policy 'transformer'"):
+        load_eval_config(overrides=["model.backend=transformer"])
+    with pytest.raises(ConfigError, match=r"model.server_url: unknown field"):
+        load_eval_config(overrides=["model.server_url=http://127.0.0.1:8000"])
+    assert load_eval_config(overrides=["model.backend=vllm"]).model.backend == "vllm"
+
+
 def test_one_config_error_class():
     import harness.config
     import prism_train.config
