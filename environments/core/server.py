@@ -258,35 +258,38 @@ class RunningServer:
         self.port: int = self._server.port
         self.url = f"http://{settings.host}:{self.port}"
         self._stop = threading.Event()
+        self._warmed = False
         self._threads = [
             threading.Thread(target=self._server.serve, name=f"{app.name}-wsgi", daemon=True),
             threading.Thread(target=self._sweep_idle, name=f"{app.name}-expiry", daemon=True),
         ]
 
     def start(self) -> RunningServer:
-        self._warm_up()
+        self.warm_up()
         for thread in self._threads:
             thread.start()
         return self
 
     def serve_forever(self) -> None:
         """Serve on the calling thread until interrupted (the CLI path)."""
-        self._warm_up()
+        self.warm_up()
         self._threads[1].start()
         try:
             self._server.serve()
         finally:
             self.stop()
 
-    def _warm_up(self) -> None:
-        """Let the engine load what its first requests would all wait for, before serving any.
+    def warm_up(self) -> None:
+        """Let the engine load what its first requests would all wait for, before serving any (once).
 
         The socket is already bound, so clients that connect meanwhile wait in its backlog rather
-        than being refused; a fresh server's first burst is then as fast as its steady state.
+        than being refused; a fresh server's first burst is then as fast as its steady state. A
+        launcher may call it before announcing the address, so that the address answers at once.
         """
         warm_up = getattr(self.app.extensions["harness_factory"], "warm_up", None)
-        if warm_up is None:
+        if warm_up is None or self._warmed:
             return
+        self._warmed = True
         started = time.perf_counter()
         try:
             warm_up()

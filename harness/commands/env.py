@@ -91,10 +91,12 @@ def serve(
         raise typer.BadParameter(str(exc)) from None
     factory = _make_factory(spec, parse_options(option))
     server = RunningServer(create_app(spec.name, factory, settings, spec.blueprints(factory)), settings)
-    console.print(f"[bold green]{spec.name}[/] serving on [link={server.url}]{server.url}[/] "
-                  f"(API under {server.url}/api; Ctrl-C stops)")
     stop_on_interrupt_or_term()
     try:
+        with console.status(f"{spec.name}: warming up the engine"):
+            server.warm_up()
+        console.print(f"[bold green]{spec.name}[/] serving on [link={server.url}]{server.url}[/] "
+                      f"(API under {server.url}/api; Ctrl-C stops)")
         server.serve_forever()
     except KeyboardInterrupt:
         console.print("stopped")
