@@ -108,7 +108,8 @@ def test_the_container_images_carry_every_installed_package():
     """The images install the project from the packages the Containerfile copies: one left out is an image
     whose server dies at start with ModuleNotFoundError."""
     copied = set(re.findall(r"^COPY (\w+) /src/\1$", (REPO / "containers" / "Containerfile").read_text(), re.M))
-    assert copied == set(PACKAGES)
+    in_context = set(re.findall(r"^!(\w+)/$", (REPO / ".dockerignore").read_text(), re.M))
+    assert copied == in_context == set(PACKAGES)
 
 
 def test_foundation_needs_only_the_standard_library():
