@@ -57,7 +57,7 @@ def _wait_healthy(name: str, url: str, timeout_s: float, path: str = "/api/healt
         try:
             if requests.get(url + path, timeout=2).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # refused, or bound and still warming up
             pass
         state = _podman("container", "inspect", "--format", "{{.State.Running}}", name, check=False).stdout.strip()
         if state != "true":
