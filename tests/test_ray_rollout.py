@@ -186,7 +186,7 @@ def test_harness_eval_with_ray_flag_matches_the_local_run(cluster, tmp_path):
 
 
 def test_bad_ray_input_gets_clear_errors(ray, tmp_path):
-    with pytest.raises(KeyError, match="unknown environment 'nowhere'"):
+    with pytest.raises(LookupError, match="unknown environment 'nowhere'"):
         make_ray_env_provider("local", "nowhere")
     with pytest.raises(ValueError, match="workers must be at least 1"):
         make_ray_env_provider("local", "webshop", workers=0)
