@@ -35,10 +35,6 @@ from prism_train.config import (
 __all__ = ["UNTRAINED", "ConfigError", "EnvRunConfig", "EvalConfig", "ModelConfig", "RayConfig", "load_eval_config",
            "validate_config"]
 
-BUILTIN_STRATEGIES = (
-    "sft-only", "rl-only", "sft-then-rl", "random", "prism-gini", "prism-cv", "prism-kurtosis",
-    "prism-reverse", "grad-norm", "loss", "difficulty",
-)
 UNTRAINED = "untrained"
 
 # harness eval trains tiny models on CPUs in minutes; the trainers' own defaults suit real models. These

@@ -13,7 +13,8 @@ import yaml
 
 from agents.tasks import split_tasks
 from foundation.records import RunDir
-from harness.config import BUILTIN_STRATEGIES, load_eval_config
+from harness.config import load_eval_config
+from prism_train.routers import BUILTIN_ROUTERS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,7 +45,7 @@ def _harness(*args: str, cache: Path) -> subprocess.CompletedProcess:
 def test_the_study_preset_validates_end_to_end():
     cfg = load_eval_config(preset="study")
     assert {env.name for env in cfg.envs} == {"webshop", "alfworld"}
-    assert set(cfg.strategies) == set(BUILTIN_STRATEGIES) and cfg.include_untrained
+    assert set(cfg.strategies) == set(BUILTIN_ROUTERS) and cfg.include_untrained
     assert len(cfg.seeds) >= 5 and all(env.pretrain_tasks > 0 for env in cfg.envs)
     result = _harness("eval", "--preset", "study", "--dry-run", cache=Path.home() / ".cache" / "prism-harness")
     assert result.returncode == 0, result.stdout + result.stderr

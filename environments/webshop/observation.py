@@ -105,7 +105,8 @@ def parse_page(html: str) -> ParsedPage:
     """Read one HTML document as the original's BeautifulSoup tree does (see :mod:`.markup`)."""
     markup = read_markup(html)
     radios = [e for e in markup.elements if e.name == "input" and e.attrs.get("type") == "radio"]
-    radio_groups = {radio.attrs.get("id"): radio.attrs.get("name", "None").lower() for radio in radios}
+    groups = [radio.attrs.get("name", "None").lower() for radio in radios]
+    radio_groups = {radio.attrs.get("id"): group for radio, group in zip(radios, groups, strict=True)}
     nodes = []
     for text, parent in markup.strings:
         if parent.name in _INVISIBLE_PARENTS or text == "\n":
@@ -123,8 +124,7 @@ def parse_page(html: str) -> ParsedPage:
     for element in markup.elements:
         if "product-link" in element.classes:
             clickables[markup.text(element).lower()] = Clickable(ClickKind.PRODUCT)
-    for radio in radios:
-        group = radio.attrs.get("name", "None").lower()
+    for radio, group in zip(radios, groups, strict=True):
         clickables[radio.attrs.get("value", "None")] = Clickable(ClickKind.OPTION, group=group)
     has_search_bar = any(element.attrs.get("id") == "search_input" for element in markup.elements)
     return ParsedPage(nodes=tuple(nodes), has_search_bar=has_search_bar, clickables=clickables)
