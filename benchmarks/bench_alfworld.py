@@ -23,6 +23,7 @@ import logging
 import multiprocessing
 import os
 import queue
+import random
 import statistics
 import sys
 import tempfile
@@ -196,8 +197,9 @@ def bench_ours_memory(games: Sequence[Game], cache_root: Path, warm: bool) -> Ru
     return run
 
 
-def bench_reset_costs(games: Sequence[Game], cache_root: Path) -> dict[str, dict[str, float]]:
-    """Worker CPU seconds of a first load and of a repeated reset, memoised vs stock textworld.
+def bench_engine_costs(games: Sequence[Game], cache_root: Path, steps: int = 20) -> dict[str, dict[str, float]]:
+    """Worker CPU of a first load, a repeated reset and a random admissible step, memoised vs stock
+    textworld (a step renders its observation and admissible commands through the text grammar).
 
     CPU seconds of the worker process, so other jobs on shared cores do not inflate them.
     """
@@ -206,7 +208,8 @@ def bench_reset_costs(games: Sequence[Game], cache_root: Path) -> dict[str, dict
         factory = _started_factory(1, cache_root / f"resets-{memoise}", memoise=memoise)
         session = factory.new_session()
         cpu_s = lambda pool=factory.pool: pool.worker_stats()[0]["cpu_s"]  # noqa: E731
-        loads, resets = [], []
+        loads, resets, step_s = [], [], []
+        rng = random.Random(0)
         try:
             for game in games:
                 before = cpu_s()
@@ -214,21 +217,29 @@ def bench_reset_costs(games: Sequence[Game], cache_root: Path) -> dict[str, dict
                 loads.append(cpu_s() - before)
                 for _ in range(2):
                     before = cpu_s()
-                    session.reset({"game": game.id})
+                    _, info = session.reset({"game": game.id})
                     resets.append(cpu_s() - before)
+                before, taken = cpu_s(), 0
+                for _ in range(steps):
+                    outcome = session.step(rng.choice(sorted(info["available_actions"])))
+                    info, taken = outcome.info, taken + 1
+                    if outcome.terminated or info["step_limit_reached"]:
+                        break
+                step_s.append((cpu_s() - before) / taken)
         finally:
             session.close()
             factory.close()
         costs["memoised" if memoise else "stock textworld"] = {
             "first_load_mean_s": _mean(loads), "first_load_max_s": round(max(loads), 3),
             "repeated_reset_mean_s": _mean(resets), "repeated_reset_max_s": round(max(resets), 3),
+            "random_step_mean_ms": _ms(_mean(step_s)),
         }
-    table = Table(title=f"ALFWorld resets, worker CPU seconds ({len(games)} games, one worker)")
-    for column in ("engine", "first load mean / max s", "repeated reset mean / max s"):
+    table = Table(title=f"ALFWorld engine, worker CPU ({len(games)} games, {steps} random steps each, one worker)")
+    for column in ("engine", "first load mean / max s", "repeated reset mean / max s", "random step mean ms"):
         table.add_column(column)
     for name, c in costs.items():
         table.add_row(name, f"{c['first_load_mean_s']} / {c['first_load_max_s']}",
-                      f"{c['repeated_reset_mean_s']} / {c['repeated_reset_max_s']}")
+                      f"{c['repeated_reset_mean_s']} / {c['repeated_reset_max_s']}", f"{c['random_step_mean_ms']}")
     console.print(table)
     return costs
 
@@ -334,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--memory-games", type=int, default=300, help="games for the RSS comparison (0 skips it)")
     parser.add_argument("--warm", action="store_true", help="reuse one translation cache across configurations")
     parser.add_argument("--reset-games", type=int, default=18,
-                        help="games for the first-load vs repeated-reset CPU costs (default 18; 0 skips it)")
+                        help="games for the engine CPU costs: load, reset, random step (default 18; 0 skips)")
     parser.add_argument("--skip-stock", action="store_true", help="do not run alfworld's AlfredTWEnv")
     parser.add_argument("--json", type=Path, help="also write the results here as JSON")
     args = parser.parse_args(argv)
@@ -348,7 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="alfworld-bench-") as tmp:
         cache_root = Path(tmp)
         console.print(f"{len(games)} {args.split} games, {os.cpu_count()} CPUs")
-        reset_costs = bench_reset_costs(games[: args.reset_games], cache_root) if args.reset_games else {}
+        reset_costs = bench_engine_costs(games[: args.reset_games], cache_root) if args.reset_games else {}
         runs += bench_ours_in_process(games, cache_root, args.warm)
         for count in sessions:
             runs.append(bench_ours_http(games, count, args.workers, cache_root, args.warm))
@@ -370,6 +381,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ratios["first load CPU, stock textworld vs memoised"] = stock["first_load_mean_s"] / ours["first_load_mean_s"]
         ratios["repeated reset CPU, stock textworld vs memoised"] = (
             stock["repeated_reset_mean_s"] / ours["repeated_reset_mean_s"])
+        ratios["random step CPU, stock textworld vs memoised"] = (
+            stock["random_step_mean_ms"] / ours["random_step_mean_ms"])
     for label, value in ratios.items():
         console.print(f"{label}: [bold]{value:.2f}x[/]")
     if args.json:

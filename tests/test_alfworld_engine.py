@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
 import signal
 import threading
 
@@ -68,11 +69,34 @@ def _transcript(factory: ALFWorldFactory, games) -> list:
     return seen
 
 
-def test_memoisation_gives_identical_play(raw_factory, memo_factory, sample):
+def _random_transcript(factory: ALFWorldFactory, games, steps: int = 12, seed: int = 0) -> list:
+    """Seeded random admissible play to the step cap: examine, look, open, take... render far more
+    of the grammar than a walkthrough does."""
+    rng = random.Random(seed)
+    session = factory.new_session()
+    seen = []
+    try:
+        for game in games:
+            observation, info = session.reset({"game": game.id})
+            seen.append((observation, info["available_actions"]))
+            for _ in range(steps):
+                outcome = session.step(rng.choice(sorted(info["available_actions"])))
+                info = outcome.info
+                seen.append((outcome.observation, info["available_actions"], outcome.reward))
+                if outcome.terminated:
+                    break
+    finally:
+        session.close()
+    return seen
+
+
+def test_memoisation_gives_identical_play(raw_factory, memo_factory, sample, catalogue):
     results: dict[str, list] = {}
+    wanderings = [catalogue.games("valid_seen")[i] for i in (0, 40, 80, 120)] + sample
 
     def run(name, factory):
         results[name] = _transcript(factory, sample)
+        results[name + "-random"] = _random_transcript(factory, wanderings)
 
     threads = [threading.Thread(target=run, args=item) for item in (("raw", raw_factory), ("memo", memo_factory))]
     for thread in threads:
@@ -80,8 +104,9 @@ def test_memoisation_gives_identical_play(raw_factory, memo_factory, sample):
     for thread in threads:
         thread.join()
     assert results["raw"] and results["memo"] == results["raw"]
+    assert len(results["raw-random"]) > 40 and results["memo-random"] == results["raw-random"]
     stats = memo_factory.pool.worker_stats()[0]["memo"]
-    assert stats["translation"]["hits"] > 0 and stats["grammar"]["hits"] > 0
+    assert stats["translation"]["hits"] > 0 and stats["grammar"]["hits"] > 0 and stats["query"]["hits"] > 0
     # A fresh worker reads the translations back from disk and still plays the same games.
     disk = ALFWorldFactory(workers=1, cache_dir=memo_factory.config.cache_dir)
     try:

@@ -77,7 +77,7 @@ class WorkerHost:
         return self._engines[slot].step(command)
 
     def stats(self) -> dict[str, Any]:
-        names = ("translation", "grammar")
+        names = ("translation", "grammar", "query")
         return {
             "pid": os.getpid(),
             "rss_mb": round(rss_mb(), 1),
