@@ -10,7 +10,9 @@ One iteration:
    dropped;
 3. each step of each episode is one row: the prompt (re-rendered with the agents' prompt format,
    checked against the rollout's prompt length) followed by the *generated token ids*. Token
-   log-probabilities are recomputed with the training model (``old`` ones once, before updating);
+   log-probabilities are recomputed with the training model (``old`` ones once, before updating;
+   when the update is one optimiser step over one pass, every row is scored by the weights that
+   sampled it, so ``old`` is the surrogate's own forward pass, detached, and no separate pass runs);
    the loss is the clipped surrogate ``−min(ρA, clip(ρ, 1−ε, 1+ε)A)`` per generated token, plus
    ``kl_coef`` × the k3 estimate of KL to the reference model (the initial weights: the adapter
    switched off under LoRA, a frozen copy otherwise), averaged over the tokens of an optimiser step.
@@ -332,17 +334,20 @@ class RLTrainer:
         # Dropout off for the old log-probs *and* the surrogate (eval mode; gradients still flow): the
         # rollout sampled without it, and on-policy the ratio must be exactly 1, not dropout noise.
         model.eval()
-        old = recompute_logprobs(model, rows, config.precision, config.micro_batch_size, self.pad_id)
-        gap = max(float((o - torch.tensor(s.rollout_logprobs)).abs().max()) for o, s in zip(old, samples, strict=True))
+        passes = 0
+        if not self._on_policy:
+            old = recompute_logprobs(model, rows, config.precision, config.micro_batch_size, self.pad_id)
+            for sample, logprobs in zip(samples, old, strict=True):
+                sample.old_logprobs = logprobs
+            passes += 1
         if config.kl_coef > 0:
             with self._reference_context():
                 ref = recompute_logprobs(self.reference or model, rows, config.precision, config.micro_batch_size,
                                          self.pad_id)
-        for i, sample in enumerate(samples):
-            sample.old_logprobs = old[i]
-            sample.ref_logprobs = ref[i] if config.kl_coef > 0 else None
+            for sample, logprobs in zip(samples, ref, strict=True):
+                sample.ref_logprobs = logprobs
+            passes += 1
         lengths = [len(r.input_ids) for r in rows]
-        passes = 2 if config.kl_coef > 0 else 1  # old log-probs, and reference log-probs with KL
         meter.add(tokens=sum(lengths) * passes,
                   flops=self.shape.forward_flops(lengths, sum(r.n_targets for r in rows)) * passes)
         generator = torch.Generator().manual_seed(derive_seed(config.seed, "minibatches", self.iteration))
@@ -365,13 +370,23 @@ class RLTrainer:
                 losses.append(step_loss)
                 step_lengths = [len(s.row.input_ids) for s in step]
                 meter.add(tokens=sum(step_lengths), flops=learner.train_flops(step_lengths, total))
+        gap = max(float((s.old_logprobs - torch.tensor(s.rollout_logprobs)).abs().max()) for s in samples)
         return (sum(losses) / len(losses), clipped / max(tokens_seen, 1), sum(kls) / max(len(kls), 1), gap)
+
+    @property
+    def _on_policy(self) -> bool:
+        """One optimiser step over one pass: the surrogate's forward pass runs on the sampling weights."""
+        return self.config.updates_per_iteration == 1 and self.config.epochs_per_iteration == 1
 
     def _micro_step(self, samples: Sequence[Sample], total_targets: int) -> tuple[float, float, float]:
         config, learner = self.config, self.learner
         batch = pad_rows([s.row for s in samples], self.pad_id, learner.device)
         with autocast(learner.device, config.precision):
             logprobs = target_logprobs(learner.model, batch).float()
+        if self._on_policy:  # these weights sampled the rows: the old log-probs are this pass's
+            for sample, own in zip(samples, logprobs.detach().cpu().split([s.row.n_targets for s in samples]),
+                                   strict=True):
+                sample.old_logprobs = own
         old = torch.cat([s.old_logprobs for s in samples]).to(logprobs.device)
         advantage = torch.cat([torch.full((s.row.n_targets,), s.advantage) for s in samples]).to(logprobs.device)
         ratio = torch.exp(logprobs - old)

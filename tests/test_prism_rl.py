@@ -202,7 +202,8 @@ def _recording_trainer(config, backend):
 
 def test_lora_dropout_is_off_in_grpo_so_the_on_policy_ratio_is_exactly_one(warm_model, tmp_path):
     """With LoRA dropout 0.5 on an adapter that is not zero, the first (on-policy) update's ratios are all
-    exactly 1: the old log-probs and the surrogate see the same, dropout-free network."""
+    exactly 1 and the surrogate's log-probs equal the rollout's: it sees the dropout-free network that
+    sampled (with dropout on, the rollout gap would be dropout noise)."""
     from agents.backends.hf import TransformersBackend
     from prism_train.config import LoRAConfig
 
@@ -220,6 +221,26 @@ def test_lora_dropout_is_off_in_grpo_so_the_on_policy_ratio_is_exactly_one(warm_
     assert report.trained_rows > 0 and trainer.seen
     assert all(torch.equal(ratio, torch.ones_like(ratio)) for ratio, _, _ in trainer.seen)
     assert report.clip_fraction == 0.0 and report.rollout_logprob_gap < 1e-4
+
+
+def test_an_on_policy_update_runs_no_separate_old_logprob_pass(warm_model, tmp_path):
+    """One optimiser step over one pass scores every row with the weights that sampled it, so the old
+    log-probs come from the surrogate's own forward pass; the ledger counts the passes that ran: the
+    surrogate and the policy-shift pass, and with two updates per iteration the old log-probs' pass too."""
+    from agents.backends.hf import TransformersBackend
+    from prism_train.ledger import Ledger
+    from prism_train.rl import RLTrainer
+
+    tokens = {}
+    for updates in (1, 2):
+        ledger = Ledger(None, strategy="rl-only")
+        config = _rl_config(warm_model, tmp_path / f"u{updates}", iterations=1, updates_per_iteration=updates)
+        (report,) = RLTrainer(config, _tasks(), TransformersBackend(warm_model), ledger=ledger).train().history
+        assert report.trained_rows > 0 and report.rollout_logprob_gap < 1e-4
+        (update,) = [e for e in ledger.entries if e.phase == "rl_update"]
+        tokens[updates] = update.tokens
+    # the same seeded rollouts (the same starting weights) in both runs: L tokens of rows
+    assert tokens[1] * 3 == tokens[2] * 2
 
 
 def test_several_updates_per_iteration_exercise_the_clipped_surrogate(warm_model, tmp_path):
