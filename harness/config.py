@@ -127,10 +127,19 @@ class EnvRunConfig(Section):
                                       "in a fixed order; ALFWorld's interleaves the six task types); "
                                       "omitted: the whole split.")
     max_steps: int | None = Field(None, ge=1, description="Step cap; default: the environment's.")
+    train_max_steps: int | None = Field(None, ge=1, description="Step cap of the agent's training rollouts "
+                                        "(GRPO's groups, difficulty's rollouts), where a long-horizon environment "
+                                        "spends most of a cell's time; evaluation always plays to max_steps. "
+                                        "Default: max_steps.")
     history: Literal["prompt"] | int | None = Field(
         "prompt", description="Past steps shown in this environment's prompt ('prompt': prompt.history; null: all).")
     server_url: str | None = Field(None, description="Use a running environment server instead of in-process.")
     options: dict[str, Any] = Field(default_factory=dict, description="Engine options (observation mode, ...).")
+
+    @property
+    def training_step_cap(self) -> int | None:
+        """The step cap of this environment's training rollouts."""
+        return self.train_max_steps or self.max_steps
 
     @field_validator("history")
     @classmethod

@@ -420,12 +420,13 @@ class TrainingPipeline:
         ctx.phase("rl", total=self.cfg.rl.iterations)
         config = RLConfig(**self.cfg.rl.model_dump(),
                           **self._run_fields(env.name, model_dir, adapter, seed, ctx.dir / "rl"),
-                          env=env.name, max_new_tokens=self.cfg.model.max_new_tokens, max_episode_steps=env.max_steps,
+                          env=env.name, max_new_tokens=self.cfg.model.max_new_tokens,
+                          max_episode_steps=env.training_step_cap,
                           concurrency=self.cfg.rollout_concurrency, server_url=env.server_url,
                           env_options=dict(env.options))
         policy = self._policy(env.name, model_dir, temperature=config.temperature, adapter=adapter)
         try:
-            make_env = self._make_env(env, env.max_steps)  # the trainer's engine config: the step cap, env options
+            make_env = self._make_env(env, env.training_step_cap)  # the trainer's engine: step cap, env options
             result = RLTrainer(config, tasks, policy.backend, ledger=ledger, resume=False, make_env=make_env).train(
                 on_iteration=lambda report: ctx.progress.advance(1, episodes=report.episodes))
         finally:
@@ -439,9 +440,9 @@ class TrainingPipeline:
         ctx.phase("difficulty rollouts")
         policy = self._policy(env.name, work.model_dir, temperature=self.cfg.rl.temperature)
         return rollout_callback(policy, env.name, ledger=ledger, output_dir=ctx.dir,
-                                shape=_shape(work.model_dir), max_steps=env.max_steps,
+                                shape=_shape(work.model_dir), max_steps=env.training_step_cap,
                                 concurrency=self.cfg.rollout_concurrency, server_url=env.server_url,
-                                env_options=env.options, make_env=self._make_env(env, env.max_steps))
+                                env_options=env.options, make_env=self._make_env(env, env.training_step_cap))
 
     def _evaluate(self, env: EnvRunConfig, seed: int, model_dir: Path, adapter: Path | None, ledger: Any,
                   ctx: CellContext) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from environments.core.trajectory import read_trajectories
 from foundation.records import RunDir
 from harness.config import validate_config
 from tests.helpers.eval_configs import TINY
@@ -82,11 +83,12 @@ def test_eval_survives_kill_9_and_resumes_without_double_counting(tmp_path):
 
 def test_every_alfworld_cell_and_phase_of_a_run_plays_on_one_worker_pool(tmp_path):
     """ALFWorld's workers start once per run and step-cap configuration (the expert's own cap, the agent's
-    max_steps), not per cell or phase: three cells, expert data, GRPO and evaluation start two one-worker
-    pools. The env's options (here the pool size) reach every phase, GRPO's included, or it would start more."""
+    max_steps, its training rollouts' train_max_steps), not per cell or phase: three cells, expert data, GRPO
+    and evaluation start three one-worker pools. The env's options (here the pool size) reach every phase,
+    GRPO's included, or it would start more. GRPO plays to train_max_steps, evaluation to max_steps."""
     config = {**TINY, "name": "alfworld-pool", "strategies": ["sft-only", "rl-only"],
               "envs": [{"name": "alfworld", "train_split": "train", "train_tasks": 2, "eval_splits": ["valid_seen"],
-                        "eval_episodes": 2, "max_steps": 3, "options": {"workers": 1}}]}
+                        "eval_episodes": 2, "max_steps": 3, "train_max_steps": 2, "options": {"workers": 1}}]}
     path = tmp_path / "alfworld.yaml"
     path.write_text(yaml.safe_dump(config))
     proc = _harness("eval", "--config", str(path), "--run-dir", str(tmp_path / "run"), "--no-report")
@@ -94,7 +96,12 @@ def test_every_alfworld_cell_and_phase_of_a_run_plays_on_one_worker_pool(tmp_pat
     assert proc.returncode == 0, output
     run = RunDir(tmp_path / "run")
     assert len(_done(run)) == 3 and "rollout" in {e.phase for e in run.ledger("alfworld__rl-only__seed0")}
-    assert len(re.findall(r"ALFWorld worker \d+ ready", output)) == 2, output
+    assert len(re.findall(r"ALFWorld worker \d+ ready", output)) == 3, output
+    cell = run.cell_dir("alfworld__rl-only__seed0")
+    trained = [t for path in sorted((cell / "rl" / "rollouts").glob("iter-*.jsonl")) for t in read_trajectories(path)]
+    evaluated = list(read_trajectories(cell / "eval-valid_seen.jsonl"))
+    assert trained and max(len(t.steps) for t in trained) == 2  # the tiny policy never wins: it plays to the cap
+    assert evaluated and max(len(t.steps) for t in evaluated) == 3
 
 
 def test_same_dir_different_config_is_refused(tmp_path):
