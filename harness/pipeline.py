@@ -124,6 +124,13 @@ def _model_check(cfg: EvalConfig) -> str:
     return f"model: hub id {source} (downloaded at run time; needs access to the model hub)"
 
 
+def _caps(env: EnvRunConfig) -> str:
+    """The plan's words for the step caps: evaluation's, and the training rollouts' where it differs."""
+    cap = env.max_steps or get_env_spec(env.name).default_max_steps
+    train = env.training_step_cap or cap
+    return f"; step cap {cap}" + (f" (training rollouts {train})" if train != cap else "")
+
+
 def check_plan(cfg: EvalConfig) -> list[str]:
     """Validate the config against what is installed and on disk; lines describing the plan."""
     lines = []
@@ -145,7 +152,8 @@ def check_plan(cfg: EvalConfig) -> list[str]:
         lines.append(f"{env.name}: {len(train)} training tasks from {env.train_split!r}"
                      + (f" (besides {len(pretrain)} pretraining tasks of the base)" if pretrain else "")
                      + "; evaluation on "
-                     + ", ".join(f"{split} ({len(tasks)} episodes)" for split, tasks in evals.items()))
+                     + ", ".join(f"{split} ({len(tasks)} episodes)" for split, tasks in evals.items())
+                     + _caps(env))
     known = set(ROUTERS.names())  # names only: each strategy's plugin is loaded (and checked) below
     unknown = [s for s in cfg.strategies if s not in known]
     if unknown:
