@@ -280,12 +280,26 @@ def _routing(describe: Callable[[RoutingSummary], object]) -> Callable[[Row], Ta
     return cell
 
 
+MAX_REASONS = 4
+
+
+def _reasons(summary: RoutingSummary) -> str:
+    """Items per reason, the most common first; a router that words every item differently is cut
+    short (each item's own reason is in the cell's routing.jsonl)."""
+    ranked = sorted(summary.reasons.items(), key=lambda item: (-item[1], item[0]))
+    shown = ", ".join(f"{reason}: {count}" for reason, count in ranked[:MAX_REASONS])
+    rest = ranked[MAX_REASONS:]
+    if rest:
+        shown += f", and {len(rest)} more reasons for {sum(count for _, count in rest)} items (routing.jsonl)"
+    return shown or "–"
+
+
 def routing_table(board: EnvBoard, show_run: bool) -> Table:
     columns = [
         *_identity_columns(show_run),
         Column("SFT set", _routing(lambda r: r.sft_count)),
         Column("RL set", _routing(lambda r: r.rl_count)),
-        Column("reasons", _routing(lambda r: ", ".join(f"{k}: {v}" for k, v in sorted(r.reasons.items())) or "–")),
+        Column("reasons", _routing(_reasons)),
         Column("shared phases charged", _routing(lambda r: ", ".join(r.shared_phases) or "none")),
     ]
     return _table(f"{board.env}-routing", f"{board.scoring.title}: routing split sizes", board.rows, columns,

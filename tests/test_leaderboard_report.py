@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from foundation.records import RunDir
+from foundation.records import RoutingSummary, RunDir
 from harness.cli import app
 from leaderboard.report import ReportError, write_report
 from leaderboard.stats import estimate
-from leaderboard.tables import fmt_estimate, fmt_flops, fmt_ratio, fmt_sig
+from leaderboard.tables import MAX_REASONS, _reasons, fmt_estimate, fmt_flops, fmt_ratio, fmt_sig
 from tests.helpers.runs import build_main_run, build_second_run, make_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,6 +47,16 @@ def test_number_formats() -> None:
     assert fmt_estimate(estimate([87.5, 75.0, 81.25])) == "81.2 ± 15.5"
     assert fmt_estimate(estimate([66.7])) == "66.7 (n=1)"
     assert fmt_estimate(None) == "–"
+
+
+def test_routing_reasons_are_counted_and_a_router_wording_each_item_apart_is_cut_short() -> None:
+    rule = RoutingSummary("prism-gini", 44, 43, {"prism-gini: gini > median 0.47": 43,
+                                                 "prism-gini: gini <= median 0.47": 44}, ["expert", "probe"])
+    assert _reasons(rule) == "prism-gini: gini <= median 0.47: 44, prism-gini: gini > median 0.47: 43"
+    chatty = RoutingSummary("mine", 3, 3, {f"{n} steps": 1 for n in range(6)}, ["expert"])
+    shown = _reasons(chatty)
+    assert shown.count(" steps: 1") == MAX_REASONS
+    assert shown.endswith(", and 2 more reasons for 2 items (routing.jsonl)")
 
 
 def test_single_run_markdown(reports: dict[str, Path]) -> None:

@@ -64,7 +64,10 @@ def test_prism_routers_split_at_the_median_of_real_probe_scores(probed):
         median = (ordered[5] + ordered[6]) / 2
         assert {t.id for t in decision.sft} == {i for i, v in value.items() if v <= median}
         assert {t.key for t in decision.rl} == {f"webshop/{t.task_id}" for t in trajectories if value[t.id] > median}
-        assert all(f"{statistic}=" in r for r in decision.sft_reasons.values())
+        assert set(decision.sft_reasons.values()) == {f"{name}: {statistic} <= median {median:.6g}"}
+        assert set(decision.rl_reasons.values()) == {f"{name}: {statistic} > median {median:.6g}"}
+        records = decision.to_records()  # each item's own value goes with it into routing.jsonl
+        assert {r["id"]: r["value"] for r in records if r["set"] == "sft"} == {t.id: value[t.id] for t in decision.sft}
     gini = route("prism-gini", _request(trajectories, scores))
     reverse = route("prism-reverse", _request(trajectories, scores))
     assert {t.id for t in reverse.sft} == {t.id for t in trajectories} - {t.id for t in gini.sft}

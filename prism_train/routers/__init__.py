@@ -128,7 +128,9 @@ class RoutingDecision:
     """The split, with a human-readable reason per item.
 
     ``sft_reasons`` is keyed by trajectory id, ``rl_reasons`` by task key; ``excluded`` names items
-    (trajectory ids or task keys) a router deliberately left out of both sets, with why.
+    (trajectory ids or task keys) a router deliberately left out of both sets, with why. A reason
+    names the rule that sent the item (the run's summary counts items per reason); ``values``
+    optionally holds the number each item was routed by (its Gini, say), keyed like the reasons.
     """
 
     strategy: str
@@ -137,19 +139,24 @@ class RoutingDecision:
     sft_reasons: dict[str, str] = field(default_factory=dict)
     rl_reasons: dict[str, str] = field(default_factory=dict)
     excluded: dict[str, str] = field(default_factory=dict)
+    values: dict[str, float] = field(default_factory=dict)
 
     def to_records(self) -> list[dict[str, Any]]:
         """One record per item: ``set`` (sft / rl / excluded), ``id`` (trajectory id or task key),
-        the task (env, task_id, split) and the reason."""
+        the task (env, task_id, split), the reason, and the value it was routed by where there is one."""
         base = {"version": DECISION_VERSION, "strategy": self.strategy}
 
         def task(t: Task) -> dict[str, str]:
             return {"env": t.env, "task_id": t.task_id, "split": t.split}
 
+        def value(key: str) -> dict[str, float]:
+            return {"value": self.values[key]} if key in self.values else {}
+
         return (
-            [{**base, "set": "sft", "id": t.id, **task(Task.of(t)), "reason": self.sft_reasons[t.id]}
+            [{**base, "set": "sft", "id": t.id, **task(Task.of(t)), "reason": self.sft_reasons[t.id], **value(t.id)}
              for t in self.sft]
-            + [{**base, "set": "rl", "id": t.key, **task(t), "reason": self.rl_reasons[t.key]} for t in self.rl]
+            + [{**base, "set": "rl", "id": t.key, **task(t), "reason": self.rl_reasons[t.key], **value(t.key)}
+               for t in self.rl]
             + [{**base, "set": "excluded", "id": k, "reason": r} for k, r in self.excluded.items()]
         )
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from environments.core.trajectory import Trajectory
 from prism_train.concentration import STATISTICS
 from prism_train.routers import (
     Router,
@@ -50,11 +51,17 @@ class SFTThenRL(Router):
         )
 
 
+def _first_of_each_task(request: RoutingRequest, trajectories) -> dict[str, Trajectory]:
+    """Task key -> the first of ``trajectories`` on that task."""
+    first: dict[str, Trajectory] = {}
+    for trajectory in trajectories:
+        first.setdefault(request.task_for(trajectory).key, trajectory)
+    return first
+
+
 def _rl_tasks(request: RoutingRequest, trajectories, reason) -> tuple[list[Task], dict[str, str]]:
     """The distinct tasks of ``trajectories`` (pool order) with the reason of their first trajectory."""
-    reasons: dict[str, str] = {}
-    for trajectory in trajectories:
-        reasons.setdefault(request.task_for(trajectory).key, reason(trajectory))
+    reasons = {key: reason(t) for key, t in _first_of_each_task(request, trajectories).items()}
     tasks = [task for task in request.tasks if task.key in reasons]
     return tasks, reasons
 
@@ -96,11 +103,13 @@ class ScoreRouter(Router):
         stat = self.statistic
 
         def reason(side: str):
-            return lambda t: f"{self.name}: {stat}={value[t.id]:.6g} {side} median {median:.6g}"
+            return lambda t: f"{self.name}: {stat} {side} median {median:.6g}"
 
         tasks, rl_reasons = _rl_tasks(request, rl, reason(rl_side))
+        values = {t.id: value[t.id] for t in sft}
+        values.update((key, value[t.id]) for key, t in _first_of_each_task(request, rl).items())
         return RoutingDecision(self.name, sft=sft, rl=tasks, sft_reasons={t.id: reason(sft_side)(t) for t in sft},
-                               rl_reasons=rl_reasons)
+                               rl_reasons=rl_reasons, values=values)
 
 
 class PrismGini(ScoreRouter):
