@@ -78,9 +78,10 @@ def eval_command(
 ) -> None:
     """Run a comparison of routing strategies and write the leaderboard report.
 
-    With no arguments it runs the embedded default (both environments, every built-in strategy plus
-    the untrained policy, one seed, a tiny model; about 10.5 minutes on 2 quiet CPU cores). Interrupt it at any
-    moment and run the same command again: finished cells are kept, the unfinished one restarts.
+    With no arguments it runs the embedded default (both environments, the core strategies plus the
+    untrained policy, one seed, a tiny pretrained base; about 12 minutes on 2 quiet CPU cores once the
+    bases are cached; ``--preset study`` runs every strategy on 5 seeds). Interrupt it at any moment and
+    run the same command again: finished cells are kept, the unfinished one restarts.
     """
     from harness.config import ConfigError, load_eval_config
 
