@@ -10,6 +10,9 @@ import time
 
 import pytest
 import requests
+from flask import Blueprint, Response
+from waitress import wasyncore
+from waitress.channel import HTTPChannel
 
 from environments.core.client import EnvServerError, RemoteSession
 from environments.core.engine import InvalidOptionsError
@@ -213,3 +216,70 @@ def test_remote_session_maps_errors(server):
     session.close()  # idempotent
     with pytest.raises(EnvServerError, match="unreachable"):
         RemoteSession("http://127.0.0.1:9", timeout_s=2)
+
+
+def test_a_response_leaves_in_one_send(server, monkeypatch):
+    """Headers and body go out together: a second send per response cost the server a loopback
+    delivery and the client a wake-up (benchmarks/bench_webshop_load.py at 64 sessions)."""
+    sends: list[bytes] = []
+    original = wasyncore.dispatcher.send
+
+    def counted(channel, data, do_close=True):
+        if isinstance(channel, HTTPChannel):
+            sends.append(bytes(data))
+        return original(channel, data, do_close)
+
+    monkeypatch.setattr(wasyncore.dispatcher, "send", counted)
+    session = requests.Session()
+    sid = session.post(server.url + "/api/sessions", json={"reset": {}}, timeout=5).json()["session_id"]
+    sends.clear()
+    for _ in range(3):
+        assert session.post(f"{server.url}/api/sessions/{sid}/step", json={"action": "tick"}, timeout=5).ok
+    assert len(sends) == 3 and all(data.startswith(b"HTTP/1.1 200") and data.endswith(b"}\n") for data in sends)
+
+
+def _big_pages() -> Blueprint:
+    pages = Blueprint("big", __name__)
+    body = bytes(range(256)) * (24 * 1024)  # 6 MiB: more than loopback's socket buffers take at once
+
+    @pages.get("/whole")
+    def whole():
+        return Response(body, mimetype="application/octet-stream")
+
+    @pages.get("/streamed")
+    def streamed():
+        return Response((body[i : i + 65536] for i in range(0, len(body), 65536)), mimetype="application/octet-stream")
+
+    return pages
+
+
+@pytest.mark.parametrize("path", ["/whole", "/streamed"])
+def test_responses_larger_than_the_socket_buffers_arrive_whole_to_a_slow_reader(path):
+    """What a request thread cannot send at once, the loop sends once the thread is done (or the
+    thread itself on its next write): nothing is held back while a request is being served."""
+    settings = ServerSettings(port=0, threads=2)
+    app = create_app("counter", CountingFactory(), settings, blueprints=[_big_pages()])
+    with RunningServer(app, settings) as server, socket.create_connection(("127.0.0.1", server.port), 10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        time.sleep(0.3)  # the server fills the socket's buffers and has to wait for this reader
+        received = bytearray()
+        while len(received) < 6 * 1024 * 1024 or (path == "/streamed" and not received.endswith(b"0\r\n\r\n")):
+            chunk = sock.recv(1 << 20)
+            assert chunk, f"connection closed after {len(received)} bytes"
+            received += chunk
+        head, _, payload = bytes(received).partition(b"\r\n\r\n")
+        if path == "/streamed":
+            assert b"Transfer-Encoding: chunked" in head
+            payload = _unchunked(payload)
+        assert head.startswith(b"HTTP/1.1 200") and payload == bytes(range(256)) * (24 * 1024)
+
+
+def _unchunked(data: bytes) -> bytes:
+    body, at = bytearray(), 0
+    while True:
+        size_end = data.index(b"\r\n", at)
+        size = int(data[at:size_end], 16)
+        if size == 0:
+            return bytes(body)
+        body += data[size_end + 2 : size_end + 2 + size]
+        at = size_end + 2 + size + 2

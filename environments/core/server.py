@@ -19,7 +19,7 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, jsonify, request
 from waitress.channel import HTTPChannel
 from waitress.server import create_server
-from waitress.task import ErrorTask
+from waitress.task import ErrorTask, WSGITask
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
 
@@ -336,7 +336,7 @@ class _WaitressServer:
             # Flask enforces max_request_bytes with a JSON 413; waitress is only the backstop for floods.
             max_request_body_size=max(1 << 20, 4 * settings.max_request_bytes),
         )
-        self._server.channel_class = _waitress_json_error_channel()
+        self._server.channel_class = _waitress_channel()
         self.port = int(self._server.effective_port)
 
     def serve(self) -> None:
@@ -347,8 +347,9 @@ class _WaitressServer:
 
 
 @cache
-def _waitress_json_error_channel() -> type:
-    """waitress's connection class, answering its own refusals in the API's JSON error format.
+def _waitress_channel() -> type:
+    """waitress's connection class, answering its own refusals in the API's JSON error format,
+    sending each response in one write and leaving the sending to the request thread while it serves.
 
     waitress refuses some requests before the app sees them (a body over its size limit: 413;
     malformed or oversized headers: 400/431; an unsupported transfer coding: 501; a crash: 500)
@@ -365,10 +366,44 @@ def _waitress_json_error_channel() -> type:
             self.content_length = len(body)
             self.write(body)
 
-    class JsonErrorChannel(HTTPChannel):
+    class OneWriteTask(WSGITask):
+        """Hands a response with a known length to the socket in one write, headers and body together.
+
+        waitress writes the headers, then the body: two sends, and two wake-ups of a client that
+        reads the headers first. On loopback the receiver's TCP work runs in the sender's system
+        call, so each send is the server's CPU. Every other case (streamed, chunked, no body) is
+        waitress's own.
+        """
+
+        def write(self, data: bytes) -> None:
+            whole = self.complete and not self.wrote_header and data and self.content_length == len(data)
+            if not (whole and self.has_body):
+                super().write(data)
+                return
+            header = self.build_response_header()
+            self.wrote_header = True
+            self.content_bytes_written += len(data)
+            self.channel.write_soon(header + data)
+
+    class HarnessChannel(HTTPChannel):
+        task_class = OneWriteTask
         error_task_class = JsonErrorTask
 
-    return JsonErrorChannel
+        def writable(self) -> bool:
+            """Not while a request thread serves this connection: that thread sends what it writes.
+
+            waitress's loop otherwise wakes for such a socket (always writable) whenever bytes sit in
+            its buffer for the moment the request thread is inside ``send``, finds the buffer locked,
+            and selects again at once: a busy loop holding the interpreter lock that the sender needs
+            to finish. What the thread cannot send at once goes with its next write or, once it is
+            done, from the loop; buffers past the high watermark (the thread waits for the loop) and
+            closing connections stay the loop's.
+            """
+            if self.requests and not self.will_close and self.total_outbufs_len <= self.adj.outbuf_high_watermark:
+                return False
+            return super().writable()
+
+    return HarnessChannel
 
 
 _WAITRESS_ERROR_KINDS = {
