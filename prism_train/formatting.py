@@ -32,10 +32,17 @@ def step_output(step: Step) -> str:
     return output if isinstance(output, str) and output.strip() else step.action
 
 
+def _history_output(step: Step) -> str:
+    """What the rollout engine put in the policy's history for ``step``: the recorded output as it
+    was, an empty one included (the prompt format then shows the action), else the action."""
+    output = step.info.get("output") if isinstance(step.info, dict) else None
+    return output if isinstance(output, str) else step.action
+
+
 def step_turn(trajectory: Trajectory, index: int) -> AgentTurn:
     """The :class:`AgentTurn` the policy acted on at step ``index`` of ``trajectory``."""
     step = trajectory.steps[index]
-    history = [HistoryItem(s.observation, s.action, step_output(s)) for s in trajectory.steps[:index]]
+    history = [HistoryItem(s.observation, s.action, _history_output(s)) for s in trajectory.steps[:index]]
     return AgentTurn(
         episode_id=trajectory.id, env=trajectory.env, task=trajectory.task, observation=step.observation,
         available_actions=step.info.get("available_actions"), history=history, seed=trajectory.seed,

@@ -67,6 +67,27 @@ def test_rollout_outputs_with_thoughts_are_the_targets(tokenizer):
     assert output in tokenizer.decode(rows[1].input_ids)
 
 
+def test_an_empty_rollout_output_is_rendered_in_the_history_as_the_policy_saw_it(tokenizer):
+    """An empty generation grounded to an action: the policy's history showed "Action: <action>" (the
+    prompt format's fallback), so the trainer's re-rendered prompt must too, or GRPO refuses the row
+    for a prompt-length mismatch (found in the study: 545 tokens at rollout, 544 re-rendered)."""
+    from agents.policy import AgentTurn, HistoryItem
+    from agents.prompts import get_prompt_format
+    from prism_train.formatting import TrajectoryTokenizer
+
+    base = short_trajectories()[1]
+    steps = [dataclasses.replace(base.steps[0], info={**base.steps[0].info, "output": ""}), *base.steps[1:]]
+    trajectory = dataclasses.replace(base, steps=steps)
+    prompt = short_prompt()
+    rendered = TrajectoryTokenizer(tokenizer, prompt).messages(trajectory, 1)
+    seen = get_prompt_format(trajectory.env, prompt.style, few_shot=prompt.few_shot, history=prompt.history).messages(
+        AgentTurn(episode_id=trajectory.id, env=trajectory.env, task=trajectory.task,
+                  observation=steps[1].observation, available_actions=steps[1].info.get("available_actions"),
+                  history=[HistoryItem(steps[0].observation, steps[0].action, "")], seed=trajectory.seed,
+                  info=dict(steps[1].info)))
+    assert rendered == seen and any(m["content"] == f"Action: {steps[0].action}" for m in rendered)
+
+
 def test_steps_longer_than_max_length_are_dropped_with_a_warning(tokenizer, caplog):
     from prism_train.formatting import PromptConfig, TrajectoryTokenizer
 
