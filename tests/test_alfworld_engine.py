@@ -48,46 +48,50 @@ def memo_factory(tmp_path_factory):
     factory.close()
 
 
-def _transcript(factory: ALFWorldFactory, games) -> list:
-    """Everything a player sees on each game: walkthrough, a bad command, a second reset."""
+def _play(factory: ALFWorldFactory, games, play_game) -> list:
+    """What one session sees over ``games``: each game's first view, then ``play_game(session, game,
+    info, seen)``'s record of its play."""
     session = factory.new_session()
     seen = []
     try:
         for game in games:
             observation, info = session.reset({"game": game.id})
             seen.append((observation, info["available_actions"]))
-            outcome = session.step("dance wildly")
-            seen.append((outcome.observation, outcome.info["available_actions"], outcome.info["action_valid"]))
-            for action in game.walkthrough():
-                outcome = session.step(action)
-                seen.append((outcome.observation, outcome.info["available_actions"], outcome.reward))
-            assert outcome.terminated and outcome.info["won"], game.id
-            observation, info = session.reset({"game": game.id})
-            seen.append((observation, info["available_actions"], info["won"]))
+            play_game(session, game, info, seen)
     finally:
         session.close()
     return seen
+
+
+def _transcript(factory: ALFWorldFactory, games) -> list:
+    """Everything a player sees on each game: walkthrough, a bad command, a second reset."""
+    def walk(session, game, info, seen):
+        outcome = session.step("dance wildly")
+        seen.append((outcome.observation, outcome.info["available_actions"], outcome.info["action_valid"]))
+        for action in game.walkthrough():
+            outcome = session.step(action)
+            seen.append((outcome.observation, outcome.info["available_actions"], outcome.reward))
+        assert outcome.terminated and outcome.info["won"], game.id
+        observation, info = session.reset({"game": game.id})
+        seen.append((observation, info["available_actions"], info["won"]))
+
+    return _play(factory, games, walk)
 
 
 def _random_transcript(factory: ALFWorldFactory, games, steps: int = 12, seed: int = 0) -> list:
     """Seeded random admissible play to the step cap: examine, look, open, take... render far more
     of the grammar than a walkthrough does."""
     rng = random.Random(seed)
-    session = factory.new_session()
-    seen = []
-    try:
-        for game in games:
-            observation, info = session.reset({"game": game.id})
-            seen.append((observation, info["available_actions"]))
-            for _ in range(steps):
-                outcome = session.step(rng.choice(sorted(info["available_actions"])))
-                info = outcome.info
-                seen.append((outcome.observation, info["available_actions"], outcome.reward))
-                if outcome.terminated:
-                    break
-    finally:
-        session.close()
-    return seen
+
+    def wander(session, game, info, seen):
+        for _ in range(steps):
+            outcome = session.step(rng.choice(sorted(info["available_actions"])))
+            info = outcome.info
+            seen.append((outcome.observation, info["available_actions"], outcome.reward))
+            if outcome.terminated:
+                break
+
+    return _play(factory, games, wander)
 
 
 def test_memoisation_gives_identical_play(raw_factory, memo_factory, sample, catalogue):
