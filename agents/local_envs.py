@@ -29,8 +29,6 @@ class InProcessEnvs:
     stopped by :meth:`close`; the others are made with the options each time.
     """
 
-    remote = False  # steps run in this process: the engine calls them from its own thread
-
     def __init__(self, env: str, max_steps: int | None = None, env_options: Mapping[str, Any] | None = None) -> None:
         self.spec = get_env_spec(env)
         self.max_steps = max_steps or self.spec.default_max_steps
@@ -48,6 +46,13 @@ class InProcessEnvs:
                 self._factory = self.spec.make_factory(**{**cap, **self.env_options})
             session = self._factory.new_session()
         return self.spec.make_gym(self.max_steps, session=session)
+
+    @property
+    def remote(self) -> bool:
+        """Whether the rollout engine should step these environments from threads, several at once: true when
+        the shared factory plays its games in worker processes (ALFWorld), false for engines that compute
+        in this process, where threads would only contend for the interpreter."""
+        return bool(getattr(self._factory, "steps_in_workers", False))
 
     @property
     def factory(self) -> Any:

@@ -4,7 +4,7 @@ The loop is a lock-step over ``concurrency`` environment sessions:
 
 1. start episodes in free sessions (reset),
 2. gather every episode that waits for an action and ask the policy for all of them in **one** call,
-3. step all those environments (in a thread pool when they are remote servers),
+3. step all those environments (in a thread pool when they play in other processes),
 4. write finished episodes as trajectories (the shared JSON Lines format) and refill their sessions.
 
 Peers run one episode at a time (AgentGym) and pay a forward pass per action; here a step of 16
@@ -170,7 +170,7 @@ class RolloutEngine:
         except BaseException:
             self._close(envs, make_env)
             raise
-        # A make_env whose environments live in other processes says so (remote = True, e.g. the Ray and
+        # A make_env whose environments play in other processes says so (remote = True, e.g. the Ray and
         # server-pool providers of harness.distributed): their calls are then stepped from the thread pool.
         remote = self.config.server_url is not None or bool(getattr(make_env, "remote", False))
         pool = ThreadPoolExecutor(self.config.env_threads, thread_name_prefix="env") if remote else None

@@ -209,6 +209,19 @@ class EvalConfig(Section):
             raise ValueError(f"duplicate entries: {', '.join(duplicates)}")
         return values
 
+    def untrained_seeds(self, env: EnvRunConfig) -> list[int]:
+        """The seeds on which ``env``'s untrained policy is evaluated: the first alone where that evaluation
+        cannot depend on the seed (greedy, from a base every seed shares: a pretrained tiny base or a given
+        model), else every seed (a tiny model initialised per seed, or sampled evaluation)."""
+        shared_base = self.model.source != "tiny" or env.pretrain_tasks > 0
+        return self.seeds[:1] if shared_base and self.temperature_eval == 0 else list(self.seeds)
+
+    def cells(self) -> list[tuple[EnvRunConfig, str, int]]:
+        """The matrix in running order: (environment, strategy, seed), seed by seed, the untrained policy first."""
+        return [(env, strategy, seed) for seed in self.seeds for env in self.envs
+                for strategy in ([UNTRAINED] if self.include_untrained else []) + list(self.strategies)
+                if strategy != UNTRAINED or seed in self.untrained_seeds(env)]
+
     @model_validator(mode="after")
     def _unique_envs(self) -> EvalConfig:
         names = [env.name for env in self.envs]

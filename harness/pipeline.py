@@ -174,8 +174,10 @@ def check_plan(cfg: EvalConfig) -> list[str]:
             raise PlanError(f"router_options.{strategy}: {exc}") from None
     lines.append(_model_check(cfg))
     strategies = len(cfg.strategies) + int(cfg.include_untrained)
+    once = [env.name for env in cfg.envs if cfg.include_untrained and len(cfg.untrained_seeds(env)) < len(cfg.seeds)]
     lines.append(f"matrix: {len(cfg.envs)} environments × {strategies} strategies × {len(cfg.seeds)} seeds = "
-                 f"{len(cfg.envs) * strategies * len(cfg.seeds)} cells")
+                 f"{len(cfg.cells())} cells" + (f" (the untrained policy of {', '.join(once)} once: greedy from the "
+                                                 "shared base, it is the same on every seed)" if once else ""))
     return lines
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from foundation.records import CellStatus, LedgerEntry, RunDir, append_jsonl, cell_id
-from harness.config import UNTRAINED, EnvRunConfig, EvalConfig
+from harness.config import EnvRunConfig, EvalConfig
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +80,13 @@ class EvalRunner:
 
     def _plan(self) -> list[CellStatus]:
         existing = {status.cell_id: status for status in self.run_dir.cells()}
-        strategies = ([UNTRAINED] if self.config.include_untrained else []) + list(self.config.strategies)
         plan = []
-        for seed in self.config.seeds:
-            for env in self.config.envs:
-                for strategy in strategies:
-                    cid = cell_id(env.name, strategy, seed)
-                    status = existing.get(cid)
-                    if status is None or status.state != "done":
-                        status = CellStatus(cid, env.name, strategy, seed)
-                    plan.append(status)
+        for env, strategy, seed in self.config.cells():
+            cid = cell_id(env.name, strategy, seed)
+            status = existing.get(cid)
+            if status is None or status.state != "done":
+                status = CellStatus(cid, env.name, strategy, seed)
+            plan.append(status)
         return plan
 
     def run(self) -> list[CellStatus]:

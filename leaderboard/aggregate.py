@@ -6,8 +6,10 @@ lists in ``RoutingSummary.shared_phases`` – so a PRISM row pays for the probe,
 not. Rows report compute as the mean per seed, and its ratio to rl-only of the same run.
 
 Each trained row is also compared with the untrained policy of the same run episode by episode (same
-seed, split and task): the mean paired difference of the primary metric with a t-interval over those
-episodes. That interval holds evaluation noise only, for the one trained model per seed, which is what
+split and task, and same seed where the untrained policy was evaluated per seed; ``harness eval``
+evaluates it once when it cannot depend on the seed, and that one evaluation pairs with every seed):
+the mean paired difference of the primary metric with a t-interval over those episodes. That interval
+holds evaluation noise only, for the one trained model per seed, which is what
 a single-seed run can say; variation between training runs needs several seeds.
 """
 
@@ -207,12 +209,19 @@ def _charged(run: LoadedRun, cell: CellData, warnings: list[str]) -> Compute:
 
 
 def _paired_difference(metric: Metric, cells: Sequence[CellData], baseline: Sequence[CellData]) -> Estimate | None:
-    """``metric`` per episode minus the baseline's on the same (seed, split, task); None without pairs."""
+    """``metric`` per episode minus the baseline's on the same (seed, split, task); a baseline evaluated on one
+    seed only (the untrained policy from a shared base, the same on every seed) pairs with every seed's
+    episodes on the same (split, task). None without pairs."""
     def per_episode(cell_list: Sequence[CellData]) -> dict[tuple[int, str, str], float]:
         values = {(e.seed, e.split, e.task_id): metric.value([e]) for c in cell_list for e in c.episodes}
         return {key: value for key, value in values.items() if value is not None}
 
     mine, theirs = per_episode(cells), per_episode(baseline)
+    once = {c.status.seed for c in baseline}
+    if len(once) == 1:
+        (seed,) = once
+        theirs = {(own, split, task): theirs[seed, split, task]
+                  for own, split, task in mine if (seed, split, task) in theirs}
     return estimate(mine[key] - theirs[key] for key in sorted(mine.keys() & theirs.keys()))
 
 

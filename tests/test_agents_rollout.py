@@ -162,6 +162,10 @@ def test_in_process_providers_start_alfworld_workers_once_for_every_rollout(tiny
                   for _ in range(2)]
         pool = make_env.factory.pool
         assert pool.counts["spawned"] == pool.settings.workers  # one start for both rollouts
+        assert make_env.remote  # games play in the workers: the engine steps sessions from threads, side by side
+        webshop = providers.provider("webshop")
+        webshop().close()
+        assert not webshop.remote  # WebShop computes in this process: threads would only contend
     finally:
         providers.close()
     assert make_env.factory is None

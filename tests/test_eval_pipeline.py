@@ -129,7 +129,7 @@ def test_paper_preset_dry_run_validates_without_training():
     proc = _harness("eval", "--preset", "paper", "--dry-run")
     output, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, output
-    assert "72 cells" in output and "dry run complete" in output
+    assert "68 cells (the untrained policy of webshop, alfworld once" in output and "dry run complete" in output
 
 
 def test_router_options_of_a_strategy_left_out_are_accepted_but_a_misspelt_one_is_refused(tmp_path):

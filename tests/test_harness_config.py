@@ -113,3 +113,16 @@ def test_one_config_error_class():
     from foundation.errors import ConfigError as Floor
 
     assert harness.config.ConfigError is prism_train.config.ConfigError is Floor
+
+
+def test_the_untrained_policy_is_evaluated_once_only_where_no_seed_can_change_it():
+    study = load_eval_config(preset="study")
+    assert [study.untrained_seeds(env) for env in study.envs] == [[0], [0]]  # greedy, pretrained shared bases
+    cells = study.cells()
+    assert len(cells) == len(study.envs) * (len(study.strategies) * len(study.seeds) + 1)
+    assert [(env.name, seed) for env, strategy, seed in cells if strategy == "untrained"] == [
+        ("webshop", 0), ("alfworld", 0)]
+    sampled = study.model_copy(update={"temperature_eval": 0.7})
+    assert sampled.untrained_seeds(study.envs[0]) == study.seeds
+    per_seed_init = study.envs[0].model_copy(update={"pretrain_tasks": 0})  # a tiny model initialised per seed
+    assert study.untrained_seeds(per_seed_init) == study.seeds

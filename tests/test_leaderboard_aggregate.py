@@ -243,3 +243,18 @@ def test_the_scoring_comes_from_run_json_and_an_older_run_is_scored_as_the_calle
     known = {"webshop": get_env_spec("webshop").report_scoring}
     board = build([load_run(root)], compare=False, known_scoring=known).boards[0]
     assert (board.scoring.title, board.scoring.primary.key) == ("WebShop", "score")
+
+
+def test_an_untrained_policy_evaluated_once_pairs_with_every_seed(tmp_path: Path) -> None:
+    from harness.runs import open_run
+    from tests.helpers.runs import webshop_episodes, write_cell
+
+    config = make_config("once", "tiny", [0, 1], [{"name": "webshop", "train_split": "train", "train_tasks": 8,
+                                                    "eval_splits": ["test"], "eval_episodes": 3}])
+    run = open_run(config, tmp_path / "run")
+    write_cell(run, "webshop", "untrained", 0, webshop_episodes("untrained", 0, [0, 0.5, 0]))
+    write_cell(run, "webshop", "rl-only", 0, webshop_episodes("rl-only", 0, [1, 0.5, 0.5]))
+    write_cell(run, "webshop", "rl-only", 1, webshop_episodes("rl-only", 1, [0.5, 1, 0]))
+    paired = rows(board_of(run.root), "webshop")["rl-only"].vs_baseline
+    # seed 0 and seed 1 both against the one untrained evaluation, x100, in (seed, task) order
+    assert paired.values == (100.0, 0.0, 50.0, 50.0, 50.0, 0.0)

@@ -112,6 +112,8 @@ def _coerce(name: str, annotation: str, value: Any) -> Any:
 class ALFWorldFactory:
     """Sessions over one catalogue and one worker pool (a server or an in-process Gymnasium env)."""
 
+    steps_in_workers = True  # games play in the pool's processes: sessions may be stepped from threads at once
+
     def __init__(self, **options: Any) -> None:
         self.config = ALFWorldConfig.from_options(options)
         self.catalogue = GameCatalogue.from_data(self.config.data_dir)

@@ -82,7 +82,9 @@ class SessionFactory(Protocol):
     """Makes sessions for a server or an in-process client; one factory per engine configuration.
 
     A factory may also have a ``warm_up()`` method: a server calls it once its socket is bound and
-    before it serves, to load what the first requests would otherwise all wait for.
+    before it serves, to load what the first requests would otherwise all wait for; and a true
+    ``steps_in_workers`` attribute when its sessions play in worker processes, so that an in-process
+    client may step several sessions at once from threads (the engine waits, not computes).
     """
 
     def new_session(self) -> TextSession: ...
