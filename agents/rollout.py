@@ -147,9 +147,10 @@ class RolloutEngine:
 
         return remote_env
 
-    def run(self, episodes: Sequence[EpisodeSpec], writer: TrajectoryWriter | None = None) -> tuple[
-            list[Trajectory], RolloutStats]:
-        """Play ``episodes`` (skipping ids the writer already holds); returns new trajectories and stats."""
+    def run(self, episodes: Sequence[EpisodeSpec], writer: TrajectoryWriter | None = None,
+            on_finish: Callable[[Trajectory], None] | None = None) -> tuple[list[Trajectory], RolloutStats]:
+        """Play ``episodes`` (skipping ids the writer already holds); returns new trajectories and stats.
+        ``on_finish`` sees each trajectory as it is written (a caller's own progress display)."""
         ids = [episode.id for episode in episodes]
         if len(set(ids)) != len(ids):
             raise ValueError("episode ids must be unique (use plan_episodes)")
@@ -190,6 +191,8 @@ class RolloutEngine:
                             if writer is not None:
                                 writer.write(trajectory)
                             trajectories.append(trajectory)
+                            if on_finish is not None:
+                                on_finish(trajectory)
                         stats.wall_s = time.perf_counter() - started
                         advance(stats)
         finally:

@@ -8,6 +8,12 @@ in one process, and report episodes per minute, generated tokens per second and 
 ``--no-baseline-prefix-cache`` makes the baseline also skip the prefix cache, as AgentGym's
 ``model.generate`` loop does; the ratio then measures the engine against AgentGym's way of running.
 
+ALFWorld's games play in worker processes, so the engine steps its in-process sessions from threads,
+several at once; with ``--env alfworld`` a third run steps the batched run's sessions one after
+another (as every in-process environment was before) and ``speedup_threaded_steps`` is the ratio.
+All runs share one engine factory, and a warm-up plays the episodes once first, so no run pays for
+starting workers or loading games.
+
     .venv/bin/python benchmarks/bench_rollout.py                        # SmolLM2 if prepared, else tiny
     .venv/bin/python benchmarks/bench_rollout.py --env alfworld --episodes 16 --json out.json
 """
@@ -22,12 +28,24 @@ import time
 from typing import Any
 
 
-def _run(policy: Any, env: str, episodes: list, concurrency: int, max_steps: int):
+def _run(policy: Any, env: str, episodes: list, concurrency: int, make_env: Any):
     from agents.rollout import RolloutConfig, RolloutEngine
 
-    engine = RolloutEngine(policy, RolloutConfig(env=env, max_steps=max_steps, concurrency=concurrency,
-                                                 progress=False))
+    engine = RolloutEngine(policy, RolloutConfig(env=env, max_steps=make_env.max_steps, concurrency=concurrency,
+                                                 progress=False), make_env=make_env)
     return engine.run(episodes)
+
+
+def _stepped_in_turn(make_env: Any) -> Any:
+    """``make_env`` on the same factory, but telling the engine to step its sessions one after another."""
+    from agents.local_envs import InProcessEnvs
+
+    class InTurn(InProcessEnvs):
+        remote = False
+
+    in_turn = InTurn(make_env.spec.name, make_env.max_steps, make_env.env_options)
+    in_turn._factory = make_env.factory  # noqa: SLF001 - the same running engine, so only stepping differs
+    return in_turn
 
 
 def _summary(stats) -> dict[str, float]:
@@ -69,6 +87,7 @@ def main() -> dict[str, Any]:
 
     import torch
 
+    from agents.local_envs import InProcessEnvProviders
     from agents.models import is_prepared, prepare, resolve_model
     from agents.registry import make_policy
     from agents.tasks import plan_episodes, split_tasks
@@ -85,21 +104,33 @@ def main() -> dict[str, Any]:
     tasks = split_tasks(args.env, split, args.episodes)
     episodes = plan_episodes(args.env, tasks, "bench", seed=0)
 
-    _run(policy, args.env, episodes[:1], 1, 1)  # warm-up: engine, catalogue, prefix cache, torch kernels
-    began = time.perf_counter()
-    policy.backend.prefix_cache = args.baseline_prefix_cache
-    seq_trajectories, sequential = _run(policy, args.env, episodes, 1, args.max_steps)
-    policy.backend.prefix_cache = True
-    batched_trajectories, batched = _run(policy, args.env, episodes, args.concurrency or len(episodes),
-                                         args.max_steps)
+    providers = InProcessEnvProviders()
+    make_env = providers.provider(args.env, args.max_steps)
+    concurrency = args.concurrency or len(episodes)
+    try:
+        _run(policy, args.env, episodes, concurrency, make_env)  # warm-up: workers, games, caches, kernels
+        began = time.perf_counter()
+        policy.backend.prefix_cache = args.baseline_prefix_cache
+        seq_trajectories, sequential = _run(policy, args.env, episodes, 1, make_env)
+        policy.backend.prefix_cache = True
+        batched_trajectories, batched = _run(policy, args.env, episodes, concurrency, make_env)
+        in_turn = _run(policy, args.env, episodes, concurrency, _stepped_in_turn(make_env)) if make_env.remote else None
+    finally:
+        providers.close()
     by_id = {t.id: t.actions for t in batched_trajectories}
     same = sum(by_id.get(t.id) == t.actions for t in seq_trajectories)
+    threaded: dict[str, Any] = {}
+    if in_turn is not None:
+        threaded = {"batched_stepped_in_turn": _summary(in_turn[1]),
+                    "speedup_threaded_steps": round(in_turn[1].wall_s / batched.wall_s, 2),
+                    "threaded_same_actions": [t.actions for t in in_turn[0]]
+                    == [t.actions for t in batched_trajectories]}
     result = {
         "benchmark": "rollout engine vs one episode at a time",
         "env": args.env, "split": split, "model": model, "dtype": args.dtype, "threads": args.threads,
         "prompt": {"style": args.prompt_style, "few_shot": few_shot, "history": args.history},
         "max_steps": args.max_steps, "max_new_tokens": args.max_new_tokens,
-        "concurrency": args.concurrency or len(episodes),
+        "concurrency": concurrency,
         "baseline_prefix_cache": args.baseline_prefix_cache,
         "sequential": _summary(sequential),
         "batched": _summary(batched),
@@ -107,6 +138,7 @@ def main() -> dict[str, Any]:
         "speedup_tokens_per_s": round(batched.tokens_per_s / sequential.tokens_per_s, 2)
         if sequential.tokens_per_s else None,
         "episodes_with_identical_actions": f"{same}/{len(episodes)}",
+        **threaded,
         "total_s": round(time.perf_counter() - began, 1),
         "machine": f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads",
     }

@@ -124,7 +124,8 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-PlayExpert = Callable[[list[Any], Path], list[dict[str, Any]]]  # (episodes, jsonl path) -> ledger entries
+# (episodes, jsonl path, advance(n) per finished episode) -> ledger entries
+PlayExpert = Callable[[list[Any], Path, Callable[[int], None]], list[dict[str, Any]]]
 Progress = Callable[[str, int], Callable[[int], None]]  # (phase, total) -> advance(n)
 
 
@@ -136,9 +137,9 @@ def _expert_data(recipe: BaseRecipe, root: Path, play: PlayExpert, progress: Pro
     if not marker.exists():
         wanted = set(recipe.task_ids)
         tasks = [t for t in split_tasks(recipe.env, recipe.split) if t.task_id in wanted]
-        progress("base model: expert data", len(tasks))
+        advance = progress("base model: expert data", len(tasks))
         folder.mkdir(parents=True, exist_ok=True)
-        ledger = play(plan_episodes(recipe.env, tasks, source="pretrain", seed=0), path)
+        ledger = play(plan_episodes(recipe.env, tasks, source="pretrain", seed=0), path, advance)
         write_json_atomic(marker, {"version": 1, "sha256": sha256_of(path),
                                    "ledger": _as_pretrain(ledger, "expert data")})
     return path, json.loads(marker.read_text(encoding="utf-8"))

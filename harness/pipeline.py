@@ -31,7 +31,8 @@ from environments.core.registry import UnknownEnvError, get_env_spec
 from environments.core.trajectory import TrajectoryWriter, read_trajectories
 from foundation.jsonl import write_records
 from foundation.records import EpisodeResult, LedgerEntry, RoutingSummary, RunDir, append_jsonl, write_json_atomic
-from harness.base_model import BaseRecipe, ensure_base, pretrain_tasks, tokenizer_texts
+from harness.base_model import BaseModel, BaseRecipe, ensure_base, pretrain_tasks, tokenizer_texts
+from harness.base_model import Progress as BaseProgress
 from harness.config import UNTRAINED, EnvRunConfig, EvalConfig
 from harness.runner import CellContext
 from prism_train.config import PromptConfig
@@ -235,12 +236,13 @@ class TrainingPipeline:
             work.scores = self._probe(env, seed, work, ctx)
         return work
 
-    def _play_expert(self, env: EnvRunConfig, episodes: list[Any], path: Path, run: str) -> list[Any]:
+    def _play_expert(self, env: EnvRunConfig, episodes: list[Any], path: Path, run: str,
+                     advance: Callable[[int], None]) -> list[Any]:
         """Play ``episodes`` with the expert into ``path`` (resumable); the ledger entries of doing so."""
         engine = self._engine(make_policy("expert"), env, self._rollout_config(env, "expert", capped=False))
         ledger = Ledger(None, strategy="shared", run=run)
         with TrajectoryWriter(path) as writer, ledger.phase("expert") as meter:
-            _, stats = engine.run(episodes, writer=writer)
+            _, stats = engine.run(episodes, writer=writer, on_finish=lambda _trajectory: advance(1))
             meter.add(env_steps=stats.steps)
         return ledger.entries
 
@@ -251,7 +253,7 @@ class TrainingPipeline:
         if not self._done_marker(env.name, seed, "expert").exists():
             ctx.phase("expert data", total=len(tasks))
             entries = self._play_expert(env, plan_episodes(env.name, tasks, source="expert", seed=seed), path,
-                                        f"{env.name}-seed{seed}")
+                                        f"{env.name}-seed{seed}", ctx.progress.advance)
             trajectories = list(read_trajectories(path))
             self._finish_shared_phase(env.name, seed, "expert", entries,
                                       {"episodes": len(trajectories),
@@ -288,23 +290,28 @@ class TrainingPipeline:
                                intermediate_size=m.tiny_hidden_size * 8 // 3, num_hidden_layers=m.tiny_layers,
                                max_position_embeddings=4096)
 
-    def _pretrained_base(self, env: EnvRunConfig, seed: int, ctx: CellContext) -> Path:
-        """The environment's pretrained base (cached across runs); its cost is recorded, as phase
-        ``pretrain``, in the shared ledger, where no strategy is charged for it."""
+    def pretrained_base(self, env: EnvRunConfig, progress: BaseProgress) -> BaseModel:
+        """``env``'s pretrained base: from the cache, or built now (``harness eval --prepare`` builds every
+        base of a config ahead of its run)."""
         recipe = BaseRecipe(env=env.name, split=env.train_split,
                             task_ids=tuple(t.task_id for t in _pretrain_tasks(env)),
                             model=asdict(self._tiny_config()), epochs=self.cfg.model.pretrain_epochs,
                             learning_rate=self.cfg.model.pretrain_learning_rate,
                             batch_size=self.cfg.sft.micro_batch_size, prompt=self._prompt_config(env.name).model_dump())
 
-        def play(episodes: list[Any], path: Path) -> list[dict[str, Any]]:
-            return [e.to_json() for e in self._play_expert(env, episodes, path, f"{env.name}-base")]
+        def play(episodes: list[Any], path: Path, advance: Callable[[int], None]) -> list[dict[str, Any]]:
+            return [e.to_json() for e in self._play_expert(env, episodes, path, f"{env.name}-base", advance)]
 
+        return ensure_base(recipe, play, progress)
+
+    def _pretrained_base(self, env: EnvRunConfig, seed: int, ctx: CellContext) -> Path:
+        """The environment's pretrained base (cached across runs); its cost is recorded, as phase
+        ``pretrain``, in the shared ledger, where no strategy is charged for it."""
         def progress(phase: str, total: int) -> Callable[[int], None]:
             ctx.phase(phase, total=total)
             return ctx.progress.advance
 
-        base = ensure_base(recipe, play, progress)
+        base = self.pretrained_base(env, progress)
         if not self._done_marker(env.name, seed, "pretrain").exists():
             self._finish_shared_phase(env.name, seed, "pretrain", [LedgerEntry.from_json(e) for e in base.ledger],
                                       {"base_model": str(base.path), "key": base.key, "built_here": base.built})

@@ -33,21 +33,26 @@ class _Expert:
     def __init__(self) -> None:
         self.played = 0
 
-    def __call__(self, episodes, path: Path) -> list[dict]:
+    def __call__(self, episodes, path: Path, advance) -> list[dict]:
         engine = RolloutEngine(make_policy("expert"), RolloutConfig(env="webshop", concurrency=4, source="expert",
                                                                     progress=False))
         ledger = Ledger(None, strategy="shared")
         with TrajectoryWriter(path) as writer, ledger.phase("expert") as meter:
-            new, stats = engine.run(episodes, writer=writer)
+            new, stats = engine.run(episodes, writer=writer, on_finish=lambda _trajectory: advance(1))
             meter.add(env_steps=stats.steps)
         self.played += len(new)
         return [e.to_json() for e in ledger.entries]
 
 
-def _progress(phases: list[str]):
+def _progress(phases: list[str], advanced: dict[str, int] | None = None):
+    advanced = {} if advanced is None else advanced
+
     def start(phase: str, total: int):
         phases.append(phase)
-        return lambda n: None
+
+        def advance(n: int) -> None:
+            advanced[phase] = advanced.get(phase, 0) + n
+        return advance
     return start
 
 
@@ -56,10 +61,11 @@ def _weights(path: Path) -> bytes:
 
 
 def test_base_is_built_once_and_reused_from_the_cache(tmp_path):
-    expert, phases = _Expert(), []
-    first = ensure_base(_recipe(), expert, _progress(phases), root=tmp_path)
+    expert, phases, advanced = _Expert(), [], {}
+    first = ensure_base(_recipe(), expert, _progress(phases, advanced), root=tmp_path)
     assert first.built and expert.played == 4
     assert "base model: pretraining" in phases
+    assert advanced["base model: expert data"] == 4  # progress is shown episode by episode
     assert {entry["phase"] for entry in first.ledger} == {"pretrain"}  # charged to no strategy
     assert sum(entry["flops"] for entry in first.ledger) > 0 and sum(entry["env_steps"] for entry in first.ledger) > 0
 

@@ -1,5 +1,6 @@
 """The study setting: its preset validates end to end, and on a tiny config the pretrained base is built
-once and shared, GRPO really updates it, and rl-only is not the untrained policy."""
+once (ahead of the run by ``--prepare``) and shared, GRPO really updates it, and rl-only is not the
+untrained policy."""
 
 from __future__ import annotations
 
@@ -80,11 +81,15 @@ def test_grpo_updates_the_pretrained_base_and_the_base_is_built_once(tmp_path):
     config, cache = tmp_path / "tiny.yaml", tmp_path / "cache"
     config.write_text(yaml.safe_dump(TINY_RL))
     first = RunDir(tmp_path / "first")
+    prepared = _harness("eval", "--config", str(config), "--run-dir", str(first.root), "--prepare", cache=cache)
+    assert prepared.returncode == 0, prepared.stdout + prepared.stderr
+    assert "webshop: pretrained base" in prepared.stdout and " built in " in prepared.stdout
+    assert first.cells() == []  # set-up only: no cell has run
     result = _harness("eval", "--config", str(config), "--run-dir", str(first.root), "--no-report", cache=cache)
     assert result.returncode == 0, result.stdout + result.stderr
     assert {s.state for s in first.cells()} == {"done"}
     marker = _pretrain_marker(first)
-    assert marker["built_here"] and Path(marker["base_model"]).parent == cache / "base-models"
+    assert not marker["built_here"] and Path(marker["base_model"]).parent == cache / "base-models"
     assert [e.phase for e in first.shared_ledger("webshop", 0)].count("pretrain") >= 2  # expert data + SFT
 
     updates = [e.meta for e in first.ledger("webshop__rl-only__seed0") if e.phase == "rl_update"]
@@ -96,6 +101,9 @@ def test_grpo_updates_the_pretrained_base_and_the_base_is_built_once(tmp_path):
     assert trained.read_bytes() != base  # rl-only is a real RL-from-base run, not the untrained policy
 
     second = RunDir(tmp_path / "second")  # another run of the same recipe: a cache hit, nothing rebuilt
+    prepared = _harness("eval", "--config", str(config), "--run-dir", str(second.root), "--prepare",
+                        "-s", "strategies=[sft-only]", cache=cache)
+    assert "webshop: pretrained base" in prepared.stdout and "already in the cache" in prepared.stdout
     result = _harness("eval", "--config", str(config), "--run-dir", str(second.root), "--no-report",
                       "-s", "strategies=[sft-only]", cache=cache)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
+    from foundation.records import RunDir
     from harness.config import EvalConfig
     from harness.distributed import RayEnvProviders
 
@@ -59,6 +60,30 @@ def _ray_facts(cfg: EvalConfig, envs: RayEnvProviders | None) -> dict[str, Any] 
     return {"address": cfg.ray.address, "workers": len(described["workers"]), "nodes": described["nodes"]}
 
 
+def _prepare(cfg: EvalConfig, run: RunDir) -> None:
+    """Build (or find in the cache) the pretrained base of every environment that has one, with a progress bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from harness.pipeline import TrainingPipeline
+
+    bases = [env for env in cfg.envs if cfg.model.source == "tiny" and env.pretrain_tasks]
+    if not bases:
+        console.print("nothing to prepare: this config has no pretrained base to build")
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with closing(TrainingPipeline(cfg, run)) as pipeline, Progress(*columns, console=console) as bars:
+        for env in bases:
+            started = time.monotonic()
+
+            def progress(phase: str, total: int, name: str = env.name) -> Callable[[int], None]:
+                task = bars.add_task(f"{name}: {phase}", total=total or None)
+                return lambda n: bars.advance(task, n)
+
+            base = pipeline.pretrained_base(env, progress)
+            how = f"built in {time.monotonic() - started:.0f} s" if base.built else "already in the cache"
+            bars.console.print(f"[green]✓[/] {env.name}: pretrained base {base.key} {how} ({base.path})")
+
+
 def eval_command(
     config: Path = typer.Option(None, "--config", "-c", help="YAML/TOML config file (default: the embedded default)."),
     preset: str = typer.Option(None, help="A built-in preset instead of a file: default, study, select, paper."),
@@ -68,6 +93,8 @@ def eval_command(
     dry_run: bool = typer.Option(False, help="Validate the config end to end (data, splits, strategies, model "
                                  "source, backends) and print the plan, without training."),
     report: bool = typer.Option(True, help="Write the leaderboard report into the run directory at the end."),
+    prepare: bool = typer.Option(False, help="Only build what every run of this config shares (the pretrained "
+                                 "bases, into the cache), then stop: the set-up step before a timed run."),
     # [scale-out] Ray flags (harness.distributed), as for `harness rollout`
     ray: str = typer.Option(None, "--ray", help="Ray cluster address (HOST:PORT, auto, or local): every rollout's "
                                                "environment sessions run as actors spread over its nodes "
@@ -80,8 +107,9 @@ def eval_command(
 
     With no arguments it runs the embedded default (both environments, the core strategies plus the
     untrained policy, one seed, a tiny pretrained base; about 12 minutes on 2 quiet CPU cores once the
-    bases are cached; ``--preset study`` runs every strategy on 5 seeds). Interrupt it at any moment and
-    run the same command again: finished cells are kept, the unfinished one restarts.
+    bases are cached, which ``--prepare`` does ahead of the run; ``--preset study`` runs every strategy on
+    5 seeds). Interrupt it at any moment and run the same command again: finished cells are kept, the
+    unfinished one restarts.
     """
     from harness.config import ConfigError, load_eval_config
 
@@ -116,6 +144,9 @@ def eval_command(
         console.print(f"[bold red]{exc}[/]")
         raise typer.Exit(2) from None
     console.print(f"run directory: [bold]{run.root}[/]")
+    if prepare:
+        _prepare(cfg, run)
+        return
     started = time.monotonic()
     with _ray_envs(cfg) as envs, Live(console=console, refresh_per_second=2, transient=False) as live, \
             closing(TrainingPipeline(cfg, run, envs=envs)) as pipeline:
