@@ -56,6 +56,7 @@ class BaseRecipe:
     learning_rate: float
     batch_size: int
     prompt: dict[str, Any]  # the prompt settings that decide the tokens the base is trained on
+    torch_threads: int = 1  # the build's intra-op threads: they order the float sums, so they decide the weights
     seed: int = 0
     version: int = RECIPE_VERSION
 
@@ -164,6 +165,8 @@ def ensure_base(recipe: BaseRecipe, play: PlayExpert, progress: Progress, root: 
 
 def _build(recipe: BaseRecipe, data_path: Path, target: Path, progress: Progress) -> list[dict[str, Any]]:
     """Tokenizer and random init from the pretraining text, then SFT on it; moved into ``target`` at the end."""
+    import torch
+
     from prism_train.formatting import PromptConfig
     from prism_train.sft import SFTConfig, SFTTrainer
 
@@ -188,7 +191,12 @@ def _build(recipe: BaseRecipe, data_path: Path, target: Path, progress: Progress
     advance = progress("base model: pretraining", trainer.total_steps)
     advance(trainer.step)
     resumed_at = trainer.step  # the steps before it were paid for by the interrupted attempt, not counted here
-    final = trainer.train(on_step=lambda _report: advance(1)).final_dir
+    callers_threads = torch.get_num_threads()
+    torch.set_num_threads(recipe.torch_threads)  # what the recipe says, whatever the caller's process uses
+    try:
+        final = trainer.train(on_step=lambda _report: advance(1)).final_dir
+    finally:
+        torch.set_num_threads(callers_threads)
     entries = _as_pretrain([{**e.to_json(), "meta": {**e.meta, "resumed_at_step": resumed_at}} for e in ledger.entries],
                            f"SFT on {len(trajectories)} trajectories")
     shutil.rmtree(target, ignore_errors=True)

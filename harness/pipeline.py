@@ -195,7 +195,8 @@ class SharedWork:
 class TrainingPipeline:
     """The real cell work; ``harness eval`` hands one instance to the runner."""
 
-    def __init__(self, cfg: EvalConfig, run: RunDir, envs: EnvProviders | None = None) -> None:
+    def __init__(self, cfg: EvalConfig, run: RunDir | None, envs: EnvProviders | None = None) -> None:
+        """``run`` None: no run directory, for :meth:`pretrained_base` alone (``harness eval --prepare``)."""
         import torch
         from transformers.utils import logging as hf_logging
 
@@ -210,8 +211,13 @@ class TrainingPipeline:
         self._shared: dict[tuple[str, int], SharedWork] = {}
 
     # -- shared work --------------------------------------------------------------------------------
+    def _shared_dir(self, env: str, seed: int) -> Path:
+        if self.run is None:
+            raise RuntimeError("this pipeline has no run directory: it only builds pretrained bases")
+        return self.run.shared_dir(env, seed)
+
     def _done_marker(self, env: str, seed: int, phase: str) -> Path:
-        return self.run.shared_dir(env, seed) / f"{phase}.done.json"
+        return self._shared_dir(env, seed) / f"{phase}.done.json"
 
     def _finish_shared_phase(self, env: str, seed: int, phase: str, entries: Sequence[Any], extra: dict) -> None:
         write_json_atomic(self._done_marker(env, seed, phase),
@@ -219,7 +225,7 @@ class TrainingPipeline:
         self._rebuild_shared_ledger(env, seed)
 
     def _rebuild_shared_ledger(self, env: str, seed: int) -> None:
-        shared = self.run.shared_dir(env, seed)
+        shared = self._shared_dir(env, seed)
         entries = []
         for marker in sorted(shared.glob("*.done.json")):
             entries.extend(json.loads(marker.read_text(encoding="utf-8"))["ledger"])
@@ -247,7 +253,7 @@ class TrainingPipeline:
         return ledger.entries
 
     def _expert(self, env: EnvRunConfig, seed: int, ctx: CellContext) -> tuple[list[Any], list[Any]]:
-        shared = self.run.shared_dir(env.name, seed)
+        shared = self._shared_dir(env.name, seed)
         path = shared / "expert.jsonl"
         tasks = _train_tasks(env, seed)
         if not self._done_marker(env.name, seed, "expert").exists():
@@ -272,7 +278,7 @@ class TrainingPipeline:
             return Path(resolve_model_path(source))
         if env.pretrain_tasks:
             return self._pretrained_base(env, seed, ctx)
-        target = self.run.shared_dir(env.name, seed) / "base_model"
+        target = self._shared_dir(env.name, seed) / "base_model"
         if (target / "config.json").exists():
             return target
         ctx.phase("building tiny model")
@@ -297,7 +303,8 @@ class TrainingPipeline:
                             task_ids=tuple(t.task_id for t in _pretrain_tasks(env)),
                             model=asdict(self._tiny_config()), epochs=self.cfg.model.pretrain_epochs,
                             learning_rate=self.cfg.model.pretrain_learning_rate,
-                            batch_size=self.cfg.sft.micro_batch_size, prompt=self._prompt_config(env.name).model_dump())
+                            batch_size=self.cfg.sft.micro_batch_size, prompt=self._prompt_config(env.name).model_dump(),
+                            torch_threads=self.cfg.torch_threads)
 
         def play(episodes: list[Any], path: Path, advance: Callable[[int], None]) -> list[dict[str, Any]]:
             return [e.to_json() for e in self._play_expert(env, episodes, path, f"{env.name}-base", advance)]
@@ -322,7 +329,7 @@ class TrainingPipeline:
         from prism_train.modeling import load_causal_lm, load_tokenizer
         from prism_train.probe import probe
 
-        path = self.run.shared_dir(env.name, seed) / "probe.jsonl"
+        path = self._shared_dir(env.name, seed) / "probe.jsonl"
         if self._done_marker(env.name, seed, "probe").exists():
             return read_scores(path)
         ctx.phase("probe", total=len(work.trajectories))

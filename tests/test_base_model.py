@@ -77,6 +77,8 @@ def test_base_is_built_once_and_reused_from_the_cache(tmp_path):
     other = ensure_base(_recipe(epochs=2), expert, _progress([]), root=tmp_path)
     assert other.built and other.key != first.key and expert.played == 4  # new recipe, same cached expert data
     assert _weights(other.path) != _weights(first.path)
+    # the build's threads order its float sums, so they are part of the recipe, not of the machine
+    assert _recipe(torch_threads=2).key("data") != _recipe().key("data")
 
 
 def test_the_pretraining_split_is_fixed_and_disjoint_from_every_seeds_training_tasks():

@@ -84,7 +84,7 @@ def test_grpo_updates_the_pretrained_base_and_the_base_is_built_once(tmp_path):
     prepared = _harness("eval", "--config", str(config), "--run-dir", str(first.root), "--prepare", cache=cache)
     assert prepared.returncode == 0, prepared.stdout + prepared.stderr
     assert "webshop: pretrained base" in prepared.stdout and " built in " in prepared.stdout
-    assert first.cells() == []  # set-up only: no cell has run
+    assert not first.root.exists()  # set-up only: no run directory, no cell
     result = _harness("eval", "--config", str(config), "--run-dir", str(first.root), "--no-report", cache=cache)
     assert result.returncode == 0, result.stdout + result.stderr
     assert {s.state for s in first.cells()} == {"done"}
