@@ -10,10 +10,12 @@ seed's training tasks), so the probe sees a model that already does part of the 
 Built once and shared by every cell, seed and run with the same recipe: the expert trajectories are
 cached under ``cache_dir()/base-models/<env>-expert-<hash of the task list>/`` (resumable per
 episode), the model under ``cache_dir()/base-models/<env>-<key>/`` where the key hashes the recipe
-(model shape, tokenizer size, epochs, learning rate, prompt format, seed) together with the SHA-256 of
-those trajectories. A file lock serialises builders; a build killed at any moment leaves a temporary
-directory from which the next build resumes (expert episodes already played, the initial weights, the
-newest pretraining checkpoint), and the cache entry appears only, complete, at the end.
+(model shape, tokenizer size, epochs, learning rate, prompt format, the build's torch threads, seed)
+together with the SHA-256 of those trajectories less their timings (``trajectory_digest``), so the
+same recipe and expert play give the same key on any machine. A file lock serialises builders; a
+build killed at any moment leaves a temporary directory from which the next build resumes (expert
+episodes already played, the initial weights, the newest pretraining checkpoint), and the cache entry
+appears only, complete, at the end.
 """
 
 from __future__ import annotations
@@ -108,6 +110,22 @@ def tokenizer_texts(trajectories: Sequence[Any], prompt: Any) -> list[str]:
     return texts + [s.action for t in trajectories for s in t.steps]
 
 
+TIMINGS = ("policy_time_s", "env_time_s", "wall_time_s")  # recorded per episode and step; no token depends on them
+
+
+def trajectory_digest(path: Path) -> str:
+    """SHA-256 of the trajectories in ``path`` without their timings: what a base is trained on, so the same
+    expert play gives the same cache key on every machine (the file's own hash differs with its timings)."""
+    digest = hashlib.sha256()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        record["metadata"] = {k: v for k, v in record.get("metadata", {}).items() if k not in TIMINGS}
+        for step in record.get("steps", []):
+            step["info"] = {k: v for k, v in step.get("info", {}).items() if k not in TIMINGS}
+        digest.update(json.dumps(record, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
 def _as_pretrain(entries: Sequence[dict[str, Any]], what: str) -> list[dict[str, Any]]:
     """Ledger entries relabelled as phase ``pretrain``: the base's cost, which no strategy is charged for."""
     return [{**entry, "phase": "pretrain", "meta": {**entry.get("meta", {}), "purpose": what}} for entry in entries]
@@ -151,7 +169,8 @@ def ensure_base(recipe: BaseRecipe, play: PlayExpert, progress: Progress, root: 
     root = root or cache_dir() / "base-models"
     with _locked(root / f"{recipe.env}.lock"):
         data_path, expert = _expert_data(recipe, root, play, progress)
-        key = recipe.key(expert["sha256"])
+        data_digest = trajectory_digest(data_path)
+        key = recipe.key(data_digest)
         target = root / f"{recipe.env}-{key}"
         if (target / MARKER).exists():
             info = json.loads((target / MARKER).read_text(encoding="utf-8"))
@@ -159,7 +178,7 @@ def ensure_base(recipe: BaseRecipe, play: PlayExpert, progress: Progress, root: 
             return BaseModel(target, key, tuple(info["ledger"]), built=False)
         ledger = _build(recipe, data_path, target, progress)
         write_json_atomic(target / MARKER, {"version": 1, "key": key, "recipe": asdict(recipe),
-                                            "data_sha256": expert["sha256"], "ledger": [*expert["ledger"], *ledger]})
+                                            "data_sha256": data_digest, "ledger": [*expert["ledger"], *ledger]})
         return BaseModel(target, key, tuple([*expert["ledger"], *ledger]), built=True)
 
 

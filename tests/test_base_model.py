@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -77,6 +78,16 @@ def test_base_is_built_once_and_reused_from_the_cache(tmp_path):
     other = ensure_base(_recipe(epochs=2), expert, _progress([]), root=tmp_path)
     assert other.built and other.key != first.key and expert.played == 4  # new recipe, same cached expert data
     assert _weights(other.path) != _weights(first.path)
+    # expert play timed differently (another machine) is the same data: the same key, a cache hit
+    data = next(tmp_path.glob("webshop-expert-*")) / "expert.jsonl"
+    retimed = [json.loads(line) for line in data.read_text().splitlines()]
+    for record in retimed:
+        record["metadata"]["wall_time_s"] += 1.0
+        for step in record["steps"]:
+            step["info"]["env_time_s"] += 1.0
+    data.write_text("".join(json.dumps(record) + "\n" for record in retimed))
+    same = ensure_base(_recipe(), expert, _progress([]), root=tmp_path)
+    assert not same.built and same.key == first.key
     # the build's threads order its float sums, so they are part of the recipe, not of the machine
     assert _recipe(torch_threads=2).key("data") != _recipe().key("data")
 
