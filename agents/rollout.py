@@ -35,6 +35,9 @@ from environments.core.trajectory import Step, Trajectory, TrajectoryWriter
 log = logging.getLogger(__name__)
 
 RESET_INFO_DROP = ("available_actions",)
+# What the engine records of the machine's speed, per step (``Step.info``) and per episode (``metadata``):
+# the only fields of a trajectory that differ between two plays of the same episodes.
+TIMING_FIELDS = ("policy_time_s", "env_time_s", "wall_time_s")
 
 
 @dataclass

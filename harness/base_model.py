@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from agents.rollout import TIMING_FIELDS
 from agents.tasks import plan_episodes, split_tasks
 from agents.tiny_models import TinyModelConfig, save_tiny_model
 from environments.core.trajectory import read_trajectories
@@ -110,18 +111,15 @@ def tokenizer_texts(trajectories: Sequence[Any], prompt: Any) -> list[str]:
     return texts + [s.action for t in trajectories for s in t.steps]
 
 
-TIMINGS = ("policy_time_s", "env_time_s", "wall_time_s")  # recorded per episode and step; no token depends on them
-
-
 def trajectory_digest(path: Path) -> str:
     """SHA-256 of the trajectories in ``path`` without their timings: what a base is trained on, so the same
     expert play gives the same cache key on every machine (the file's own hash differs with its timings)."""
     digest = hashlib.sha256()
     for line in path.read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
-        record["metadata"] = {k: v for k, v in record.get("metadata", {}).items() if k not in TIMINGS}
+        record["metadata"] = {k: v for k, v in record.get("metadata", {}).items() if k not in TIMING_FIELDS}
         for step in record.get("steps", []):
-            step["info"] = {k: v for k, v in step.get("info", {}).items() if k not in TIMINGS}
+            step["info"] = {k: v for k, v in step.get("info", {}).items() if k not in TIMING_FIELDS}
         digest.update(json.dumps(record, sort_keys=True).encode())
     return digest.hexdigest()
 

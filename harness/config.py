@@ -209,11 +209,15 @@ class EvalConfig(Section):
             raise ValueError(f"duplicate entries: {', '.join(duplicates)}")
         return values
 
+    def pretrains_base(self, env: EnvRunConfig) -> bool:
+        """Whether ``env``'s runs start from a tiny base pretrained on its pretraining split (built once, cached)."""
+        return self.model.source == "tiny" and env.pretrain_tasks > 0
+
     def untrained_seeds(self, env: EnvRunConfig) -> list[int]:
         """The seeds on which ``env``'s untrained policy is evaluated: the first alone where that evaluation
         cannot depend on the seed (greedy, from a base every seed shares: a pretrained tiny base or a given
         model), else every seed (a tiny model initialised per seed, or sampled evaluation)."""
-        shared_base = self.model.source != "tiny" or env.pretrain_tasks > 0
+        shared_base = self.model.source != "tiny" or self.pretrains_base(env)
         return self.seeds[:1] if shared_base and self.temperature_eval == 0 else list(self.seeds)
 
     def cells(self) -> list[tuple[EnvRunConfig, str, int]]:

@@ -109,3 +109,12 @@ def test_grpo_updates_the_pretrained_base_and_the_base_is_built_once(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     again = _pretrain_marker(second)
     assert not again["built_here"] and again["key"] == marker["key"] and again["base_model"] == marker["base_model"]
+
+
+def test_prepare_says_so_when_a_config_has_no_base_to_build(tmp_path):
+    config = tmp_path / "random-init.yaml"
+    config.write_text(yaml.safe_dump({**TINY_RL, "envs": [{**TINY_RL["envs"][0], "pretrain_tasks": 0}]}))
+    result = _harness("eval", "--config", str(config), "--prepare", cache=tmp_path / "cache")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "nothing to prepare: this config has no pretrained base to build" in " ".join(result.stdout.split())
+    assert not (tmp_path / "cache" / "base-models").exists()

@@ -65,7 +65,7 @@ def _prepare(cfg: EvalConfig) -> None:
 
     from harness.pipeline import TrainingPipeline
 
-    bases = [env for env in cfg.envs if cfg.model.source == "tiny" and env.pretrain_tasks]
+    bases = [env for env in cfg.envs if cfg.pretrains_base(env)]
     if not bases:
         console.print("nothing to prepare: this config has no pretrained base to build")
         return
