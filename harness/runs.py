@@ -33,8 +33,10 @@ TRACKED_PACKAGES = (
 )
 
 
-#: Config fields that cannot change results (threads, batching of episodes, where the run directory
-#: is and what it is called): a run resumes under other values. ``ray`` is left out of the dump itself.
+#: Config fields of speed and place, not of the experiment (threads, batching of episodes, where the run
+#: directory is and what it is called): a run resumes under other values, though other thread counts
+#: sum floats in another order, so later cells are not bit-for-bit what the first attempt would have
+#: trained. ``ray`` is left out of the dump itself.
 NOT_IDENTITY = ("name", "output_dir", "torch_threads", "rollout_concurrency")
 
 _DISTRIBUTION = "prism-harness"
