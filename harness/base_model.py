@@ -36,7 +36,7 @@ from agents.rollout import TIMING_FIELDS
 from agents.tasks import plan_episodes, split_tasks
 from agents.tiny_models import TinyModelConfig, save_tiny_model
 from environments.core.trajectory import read_trajectories
-from foundation.data import cache_dir, sha256_of
+from foundation.data import cache_dir
 from foundation.jsonl import write_json_atomic
 from prism_train.ledger import Ledger
 
@@ -66,8 +66,8 @@ class BaseRecipe:
     def expert_key(self) -> str:
         return _digest({"env": self.env, "split": self.split, "task_ids": self.task_ids})
 
-    def key(self, data_sha256: str) -> str:
-        return _digest({**asdict(self), "data": data_sha256})
+    def key(self, data_digest: str) -> str:
+        return _digest({**asdict(self), "data": data_digest})
 
 
 @dataclass(frozen=True)
@@ -157,8 +157,7 @@ def _expert_data(recipe: BaseRecipe, root: Path, play: PlayExpert, progress: Pro
         advance = progress("base model: expert data", len(tasks))
         folder.mkdir(parents=True, exist_ok=True)
         ledger = play(plan_episodes(recipe.env, tasks, source="pretrain", seed=0), path, advance)
-        write_json_atomic(marker, {"version": 1, "sha256": sha256_of(path),
-                                   "ledger": _as_pretrain(ledger, "expert data")})
+        write_json_atomic(marker, {"version": 1, "ledger": _as_pretrain(ledger, "expert data")})
     return path, json.loads(marker.read_text(encoding="utf-8"))
 
 
