@@ -106,8 +106,8 @@ def eval_command(
 
     With no arguments it runs the embedded default (both environments, the core strategies plus the
     untrained policy, one seed, a tiny pretrained base; about 10 minutes on 2 quiet CPU cores once the
-    bases are cached, which ``--prepare`` does ahead of the run in about 3; ``--preset study`` runs every
-    strategy on 5 seeds in about 75). Interrupt it at any moment and run the same command again:
+    bases are cached, which ``--prepare`` does ahead of the run in about 2; ``--preset study`` runs every
+    strategy on 5 seeds in about 86). Interrupt it at any moment and run the same command again:
     finished cells are kept, the unfinished one restarts.
     """
     from harness.config import ConfigError, load_eval_config
