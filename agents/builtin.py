@@ -137,9 +137,10 @@ VLLM_SERVER = PolicySpec(
 )
 EXPERT = PolicySpec(
     "expert",
-    "the environment's scripted expert (oracle demonstrations)",
+    "the environment's scripted expert (demonstrations)",
     _expert,
-    {"max_pages_per_query": "WebShop expert: results pages per query"},
+    {"max_pages_per_query": "WebShop expert: results pages per query",
+     "kind": "ALFWorld expert: walkthrough (the stored oracle plan, default) or search (looks for the object)"},
 )
 RANDOM = PolicySpec("random", "uniformly random among the available actions", _random,
                     {"seed": "seed of the draws (default 0)"})

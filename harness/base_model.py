@@ -28,7 +28,7 @@ import random
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +62,19 @@ class BaseRecipe:
     torch_threads: int = 1  # the build's intra-op threads: they order the float sums, so they decide the weights
     seed: int = 0
     version: int = RECIPE_VERSION
+    expert: dict[str, Any] = field(default_factory=dict)  # the expert's options (EnvRunConfig.expert)
 
     def expert_key(self) -> str:
-        return _digest({"env": self.env, "split": self.split, "task_ids": self.task_ids})
+        return _digest({"env": self.env, "split": self.split, "task_ids": self.task_ids, **self._expert_identity()})
 
     def key(self, data_digest: str) -> str:
-        return _digest({**asdict(self), "data": data_digest})
+        return _digest({**{k: v for k, v in asdict(self).items() if k != "expert"}, **self._expert_identity(),
+                        "data": data_digest})
+
+    def _expert_identity(self) -> dict[str, Any]:
+        """The expert's options where any are set: the environment's own expert hashes as it always has, so
+        bases built before the option existed are still found in the cache."""
+        return {"expert": self.expert} if self.expert else {}
 
 
 @dataclass(frozen=True)

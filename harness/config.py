@@ -135,6 +135,9 @@ class EnvRunConfig(Section):
         "prompt", description="Past steps shown in this environment's prompt ('prompt': prompt.history; null: all).")
     server_url: str | None = Field(None, description="Use a running environment server instead of in-process.")
     options: dict[str, Any] = Field(default_factory=dict, description="Engine options (observation mode, ...).")
+    expert: dict[str, Any] = Field(default_factory=dict, description="Options of the environment's scripted expert, "
+                                   "which plays the training and pretraining tasks (ALFWorld: kind: walkthrough, "
+                                   "the stored oracle plan, or search, which looks for the object). Default: its own.")
 
     @property
     def training_step_cap(self) -> int | None:

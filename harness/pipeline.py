@@ -145,6 +145,11 @@ def check_plan(cfg: EvalConfig) -> list[str]:
             evals = {split: _eval_tasks(env, split) for split in env.eval_splits}
         except ValueError as exc:
             raise PlanError(f"{env.name}: {exc}") from None
+        if env.expert:
+            try:
+                get_env_spec(env.name).make_expert(**env.expert)
+            except (TypeError, ValueError) as exc:
+                raise PlanError(f"{env.name}: expert options {env.expert}: {exc}") from None
         pretrain = _pretrain_tasks(env)
         train_ids = {t.task_id for t in [*train, *pretrain]}
         leaked = {split: len(train_ids & {t.task_id for t in tasks}) for split, tasks in evals.items()}
@@ -154,7 +159,8 @@ def check_plan(cfg: EvalConfig) -> list[str]:
                      + (f" (besides {len(pretrain)} pretraining tasks of the base)" if pretrain else "")
                      + "; evaluation on "
                      + ", ".join(f"{split} ({len(tasks)} episodes)" for split, tasks in evals.items())
-                     + _caps(env))
+                     + _caps(env)
+                     + (f"; expert {', '.join(f'{k}={v}' for k, v in env.expert.items())}" if env.expert else ""))
     known = set(ROUTERS.names())  # names only: each strategy's plugin is loaded (and checked) below
     unknown = [s for s in cfg.strategies if s not in known]
     if unknown:
@@ -245,7 +251,8 @@ class TrainingPipeline:
     def _play_expert(self, env: EnvRunConfig, episodes: list[Any], path: Path, run: str,
                      advance: Callable[[int], None]) -> list[Any]:
         """Play ``episodes`` with the expert into ``path`` (resumable); the ledger entries of doing so."""
-        engine = self._engine(make_policy("expert"), env, self._rollout_config(env, "expert", capped=False))
+        engine = self._engine(make_policy("expert", **env.expert), env,
+                              self._rollout_config(env, "expert", capped=False))
         ledger = Ledger(None, strategy="shared", run=run)
         with TrajectoryWriter(path) as writer, ledger.phase("expert") as meter:
             _, stats = engine.run(episodes, writer=writer, on_finish=lambda _trajectory: advance(1))
@@ -304,7 +311,7 @@ class TrainingPipeline:
                             model=asdict(self._tiny_config()), epochs=self.cfg.model.pretrain_epochs,
                             learning_rate=self.cfg.model.pretrain_learning_rate,
                             batch_size=self.cfg.sft.micro_batch_size, prompt=self._prompt_config(env.name).model_dump(),
-                            torch_threads=self.cfg.torch_threads)
+                            torch_threads=self.cfg.torch_threads, expert=dict(env.expert))
 
         def play(episodes: list[Any], path: Path, advance: Callable[[int], None]) -> list[dict[str, Any]]:
             return [e.to_json() for e in self._play_expert(env, episodes, path, f"{env.name}-base", advance)]

@@ -106,3 +106,24 @@ def test_a_pretraining_split_that_leaves_no_training_tasks_is_refused():
     cfg = load_eval_config(overrides=["envs.1.pretrain_tasks=3550"])
     with pytest.raises(PlanError, match="pretrain"):
         _train_tasks(cfg.envs[1], 0)
+
+
+def test_which_expert_played_the_data_is_part_of_the_base_and_the_expert_data_keys():
+    """A base trained on another expert's play is another base; the environment's own expert keeps the keys
+    that bases built before expert options existed have (they are still found in the cache)."""
+    plain, search = _recipe(), _recipe(expert={"kind": "search"})
+    assert plain.expert_key() == "8e49a0406326249e" and plain.key("data") == "fddab1b208840ca3"
+    assert search.expert_key() != plain.expert_key() and search.key("data") != plain.key("data")
+
+
+def test_unknown_expert_options_are_refused_before_anything_runs():
+    from harness.pipeline import check_plan
+
+    cfg = load_eval_config(overrides=["envs.1.expert={kind: oracle}"])
+    with pytest.raises(PlanError, match="alfworld: expert options .*unknown ALFWorld expert 'oracle'"):
+        check_plan(cfg)
+    cfg = load_eval_config(overrides=["envs.0.expert={kind: search}"])
+    with pytest.raises(PlanError, match="webshop: expert options"):
+        check_plan(cfg)
+    assert any("expert kind=search" in line
+               for line in check_plan(load_eval_config(overrides=["envs.1.expert={kind: search}"])))

@@ -81,6 +81,25 @@ def test_eval_survives_kill_9_and_resumes_without_double_counting(tmp_path):
     assert {key: trained[key] for key in sft} == sft and trained["prompt"] == cfg.prompt.model_dump(mode="json")
 
 
+def test_sigterm_stops_a_run_cleanly_and_says_how_to_continue(tmp_path):
+    """``kill`` (SIGTERM) unwinds like Ctrl-C: the running cell is marked interrupted, the run's environment
+    workers are stopped, and the exit status says it was interrupted; kill -9 safety is the test above."""
+    config, run_dir = tmp_path / "slow.yaml", tmp_path / "run"
+    config.write_text(yaml.safe_dump({**TINY, "envs": [{**TINY["envs"][0], "eval_episodes": 40}]}))  # cells of seconds
+    run = RunDir(run_dir)
+    proc = _harness("eval", "--config", str(config), "--run-dir", str(run_dir), "--no-report")
+    deadline = time.monotonic() + 600
+    while not _done(run) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stdout.read()
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, output
+    assert "interrupted with" in output and "run the same command again" in " ".join(output.split())
+    failed = [s.error for s in run.cells() if s.state == "failed"]
+    assert failed in (["interrupted"], []) and _done(run)  # [] when the signal fell between two cells
+
+
 def test_every_alfworld_cell_and_phase_of_a_run_plays_on_one_worker_pool(tmp_path):
     """ALFWorld's workers start once per run and step-cap configuration (the expert's own cap, the agent's
     max_steps, its training rollouts' train_max_steps), not per cell or phase: three cells, expert data, GRPO

@@ -81,10 +81,13 @@ def test_grpo_updates_the_pretrained_base_and_the_base_is_built_once(tmp_path):
     config, cache = tmp_path / "tiny.yaml", tmp_path / "cache"
     config.write_text(yaml.safe_dump(TINY_RL))
     first = RunDir(tmp_path / "first")
-    prepared = _harness("eval", "--config", str(config), "--run-dir", str(first.root), "--prepare", cache=cache)
+    refused = _harness("eval", "--config", str(config), "--run-dir", str(first.root), "--prepare", cache=cache)
+    assert refused.returncode == 2 and "--run-dir would be ignored" in refused.stdout  # it opens no run
+    config.write_text(yaml.safe_dump({**TINY_RL, "output_dir": str(tmp_path / "runs")}))
+    prepared = _harness("eval", "--config", str(config), "--prepare", cache=cache)
     assert prepared.returncode == 0, prepared.stdout + prepared.stderr
     assert "webshop: pretrained base" in prepared.stdout and " built in " in prepared.stdout
-    assert not first.root.exists()  # set-up only: no run directory, no cell
+    assert not (tmp_path / "runs").exists() and not first.root.exists()  # set-up only: no run directory, no cell
     result = _harness("eval", "--config", str(config), "--run-dir", str(first.root), "--no-report", cache=cache)
     assert result.returncode == 0, result.stdout + result.stderr
     assert {s.state for s in first.cells()} == {"done"}
@@ -101,8 +104,7 @@ def test_grpo_updates_the_pretrained_base_and_the_base_is_built_once(tmp_path):
     assert trained.read_bytes() != base  # rl-only is a real RL-from-base run, not the untrained policy
 
     second = RunDir(tmp_path / "second")  # another run of the same recipe: a cache hit, nothing rebuilt
-    prepared = _harness("eval", "--config", str(config), "--run-dir", str(second.root), "--prepare",
-                        "-s", "strategies=[sft-only]", cache=cache)
+    prepared = _harness("eval", "--config", str(config), "--prepare", "-s", "strategies=[sft-only]", cache=cache)
     assert "webshop: pretrained base" in prepared.stdout and "already in the cache" in prepared.stdout
     result = _harness("eval", "--config", str(config), "--run-dir", str(second.root), "--no-report",
                       "-s", "strategies=[sft-only]", cache=cache)

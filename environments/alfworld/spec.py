@@ -6,6 +6,7 @@ imported when first used, and textworld itself only inside the game worker proce
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from itertools import chain, zip_longest
 from typing import Any
@@ -25,10 +26,18 @@ def make_factory(**options: Any) -> SessionFactory:
     return factory
 
 
-def make_expert(**options: Any) -> Any:
-    from environments.alfworld.expert import WalkthroughExpert
+EXPERTS = {  # expert kind -> "module:class"; "walkthrough" is the oracle the default trains on
+    "walkthrough": "environments.alfworld.expert:WalkthroughExpert",
+    "search": "environments.alfworld.search_expert:SearchingExpert",
+}
 
-    return WalkthroughExpert(**options)
+
+def make_expert(kind: str = "walkthrough", **options: Any) -> Any:
+    """The ALFWorld expert of ``kind``: the stored walkthrough (an oracle) or one that searches."""
+    if kind not in EXPERTS:
+        raise ValueError(f"unknown ALFWorld expert {kind!r}; choose from {', '.join(EXPERTS)}")
+    module, name = EXPERTS[kind].split(":")
+    return getattr(importlib.import_module(module), name)(**options)
 
 
 def tasks(split: str) -> list[Task]:

@@ -12,7 +12,10 @@ from typing import TYPE_CHECKING, Any
 import typer
 from rich.console import Console
 
+from harness.commands.signals import stop_on_interrupt_or_term
+
 if TYPE_CHECKING:
+    from foundation.records import CellStatus, RunDir
     from harness.config import EvalConfig
     from harness.distributed import RayEnvProviders
 
@@ -83,6 +86,24 @@ def _prepare(cfg: EvalConfig) -> None:
             bars.console.print(f"[green]✓[/] {env.name}: pretrained base {base.key} {how} ({base.path})")
 
 
+def _run_cells(cfg: EvalConfig, run: RunDir, started: float) -> list[CellStatus]:
+    """Every cell of ``run`` not yet done, with the live table; the Ray connection and the pipeline's
+    environment workers are closed however it ends."""
+    from rich.live import Live
+
+    from harness.display import render
+    from harness.pipeline import TrainingPipeline
+    from harness.runner import EvalRunner
+    from harness.runs import record_invocation
+
+    with _ray_envs(cfg) as envs, Live(console=console, refresh_per_second=2, transient=False) as live, \
+            closing(TrainingPipeline(cfg, run, envs=envs)) as pipeline:
+        record_invocation(run, _ray_facts(cfg, envs))
+        runner = EvalRunner(cfg, run, pipeline, on_update=lambda cells: live.update(render(cells, started)))
+        live.update(render(runner.cells, started))
+        return runner.run()
+
+
 def eval_command(
     config: Path = typer.Option(None, "--config", "-c", help="YAML/TOML config file (default: the embedded default)."),
     preset: str = typer.Option(None, help="A built-in preset instead of a file: default, study, select, paper."),
@@ -112,13 +133,20 @@ def eval_command(
     """
     from harness.config import ConfigError, load_eval_config
 
+    run_flags = (("--run-dir", run_dir is not None), ("--fresh", fresh), ("--ray", ray is not None),
+                 ("--ray-workers", ray_workers is not None))
+    unused = [flag for flag, given in run_flags if given]
+    if prepare and unused:  # it builds into the cache only: a flag it would ignore is a mistake to say so
+        console.print(f"[bold red]--prepare builds the pretrained bases into the cache and opens no run: "
+                      f"{', '.join(unused)} would be ignored; leave them out[/]")
+        raise typer.Exit(2)
     try:
         cfg = _with_ray(load_eval_config(config, preset, set_), ray, ray_workers)
     except ConfigError as exc:
         console.print(f"[bold red]{exc}[/]")
         raise typer.Exit(2) from None
 
-    from harness.pipeline import PlanError, TrainingPipeline, check_plan
+    from harness.pipeline import PlanError, check_plan
 
     try:
         plan = check_plan(cfg)
@@ -134,11 +162,7 @@ def eval_command(
         _prepare(cfg)
         return
 
-    from rich.live import Live
-
-    from harness.display import render
-    from harness.runner import EvalRunner
-    from harness.runs import RunDirError, open_run, record_invocation
+    from harness.runs import RunDirError, open_run
 
     try:
         run = open_run(cfg, run_dir, preset=preset or ("" if config else "default"), fresh=fresh)
@@ -147,18 +171,20 @@ def eval_command(
         raise typer.Exit(2) from None
     console.print(f"run directory: [bold]{run.root}[/]")
     started = time.monotonic()
-    with _ray_envs(cfg) as envs, Live(console=console, refresh_per_second=2, transient=False) as live, \
-            closing(TrainingPipeline(cfg, run, envs=envs)) as pipeline:
-        record_invocation(run, _ray_facts(cfg, envs))
-        runner = EvalRunner(cfg, run, pipeline, on_update=lambda cells: live.update(render(cells, started)))
-        live.update(render(runner.cells, started))
-        statuses = runner.run()
-    failed = [s for s in statuses if s.state == "failed"]
-    if report:
-        from leaderboard.report import write_report
+    stop_on_interrupt_or_term()  # kill and Ctrl-C unwind: the cell is marked interrupted, env workers are stopped
+    try:
+        statuses = _run_cells(cfg, run, started)
+        if report:
+            from leaderboard.report import write_report
 
-        out = write_report([run.root], run.root / "report")
-        console.print(f"report: [bold]{out}[/]")
+            out = write_report([run.root], run.root / "report")
+            console.print(f"report: [bold]{out}[/]")
+    except KeyboardInterrupt:
+        done = sum(status.state == "done" for status in run.cells())
+        console.print(f"[bold yellow]interrupted[/] with {done} cell(s) done; run the same command again to "
+                      "continue (finished cells are kept, the interrupted one restarts)")
+        raise typer.Exit(130) from None
+    failed = [s for s in statuses if s.state == "failed"]
     if failed:
         console.print(f"[bold red]{len(failed)} cell(s) failed[/]: " + ", ".join(s.cell_id for s in failed))
         raise typer.Exit(1)
