@@ -47,7 +47,6 @@ class SearchTask:
     task_type: str
     obj: str
     target: str
-    copies: int  # how many objects must end up in the target
 
     @classmethod
     def from_game_id(cls, game_id: str) -> SearchTask:
@@ -57,7 +56,7 @@ class SearchTask:
         if len(fields) != 5 or fields[0] not in _TRANSFORMS:
             raise ValueError(f"not an ALFWorld game id with a known task type: {game_id!r}")
         task_type, obj, _movable, target, _scene = fields
-        return cls(task_type, obj.lower(), target.lower(), 2 if task_type == "pick_two_obj_and_place" else 1)
+        return cls(task_type, obj.lower(), target.lower())
 
 
 def _kind(thing: str) -> str:
@@ -118,7 +117,7 @@ class SearchingExpert:
     """A searching policy over observations: ``begin(reset_info)``, then ``act(observation, info)``
     per step; ``act`` returns ``None`` when it has nowhere left to look."""
 
-    def __init__(self, **_options: Any) -> None:
+    def __init__(self) -> None:
         self.task: SearchTask | None = None
         self.memory = _Memory()
 
